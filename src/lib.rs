@@ -1,0 +1,6 @@
+//! scopegate: downscoped tokens and instant revocation in front of a content API.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod digest;
+pub mod scope;
