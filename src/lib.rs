@@ -3,4 +3,5 @@
 
 pub mod clock;
 pub mod digest;
+pub mod sample_api;
 pub mod scope;
