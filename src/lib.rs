@@ -4,4 +4,5 @@
 pub mod clock;
 pub mod digest;
 pub mod revocation;
+pub mod sample_api;
 pub mod scope;
