@@ -49,6 +49,8 @@ pub struct ScopeSet(u128);
 
 impl ScopeSet {
     pub const EMPTY: ScopeSet = ScopeSet(0);
+    /// Every scope: only for tokens the operator passes through unread.
+    pub const ALL: ScopeSet = ScopeSet(u128::MAX);
 
     pub fn is_empty(self) -> bool {
         self.0 == 0

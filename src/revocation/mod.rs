@@ -22,3 +22,5 @@ pub mod state;
 pub use event::{Event, EventError, Source, Target};
 pub use log::{LogError, Replay, RevocationLog};
 pub use state::{Counts, RevocationState};
+pub mod service;
+pub use service::Revocations;

@@ -1,0 +1,64 @@
+//! Assembling a gateway from its files: config, route policy, keyring and
+//! the revocation log, every problem of every file reported at once.
+
+use std::sync::Arc;
+
+use crate::config::{self, Config, Problems};
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::revocation::Revocations;
+use crate::token::Keyring;
+
+/// Everything read from disk before anything is started.
+pub struct Loaded {
+    pub config: Config,
+    pub policy: Policy,
+    pub keyring: Keyring,
+}
+
+/// Reads and validates the config file and the files it names.
+pub fn load(path: &std::path::Path) -> Result<Loaded, Problems> {
+    let config = config::load(path)?;
+    let mut problems = Problems::new(path);
+    let policy = Policy::load(&config.policy).map_err(|p| problems.extend(p)).ok();
+    let keyring = Keyring::load(&config.keyring).map_err(|p| problems.extend(p)).ok();
+    if let Some(p) = &policy {
+        for s in &config.parent_scopes {
+            if !p.scopes.is_known(s) {
+                problems.push("parent.scopes", format!("unknown scope `{s}`"));
+            }
+        }
+    }
+    match (policy, keyring) {
+        (Some(policy), Some(keyring)) if problems.is_empty() => Ok(Loaded { config, policy, keyring }),
+        _ => Err(problems),
+    }
+}
+
+/// Why a loaded gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(Problems),
+    #[error("revocation log: {0}")]
+    Log(#[from] crate::revocation::LogError),
+}
+
+/// Replays the revocation log and builds the gateway, ready to serve.
+pub fn build(loaded: Loaded, metrics: Metrics) -> Result<Arc<Gateway>, StartError> {
+    let (revocations, replay) = Revocations::open(&loaded.config.data_dir, crate::clock::unix_now())?;
+    if replay.torn_bytes > 0 {
+        tracing::warn!(torn_bytes = replay.torn_bytes, "revocation log had a torn tail; whole records kept");
+    }
+    tracing::info!(
+        replayed = replay.events.len(),
+        live = revocations.state().len(),
+        "revocation log replayed"
+    );
+    let gw = Gateway::new(loaded.config, loaded.policy, loaded.keyring, Arc::new(revocations), metrics)
+        .map_err(StartError::Config)?;
+    gw.metrics.revocation_entries.set(gw.revocations.state().len() as i64);
+    gw.set_ready(true);
+    Ok(Arc::new(gw))
+}

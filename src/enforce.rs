@@ -1,0 +1,255 @@
+//! The decision: may this API request pass, and as what?
+//!
+//! The phases run in this order, each able to stop the request:
+//! 1. canonicalise the target ([`crate::target`]) and refuse ambiguous headers;
+//! 2. match the route ([`crate::policy`]);
+//! 3. read the bearer token and resolve it to a grant ([`crate::grant`]);
+//! 4. check revocation (every request, cached grant or not);
+//! 5. check the route's scopes against the grant;
+//! 6. check the route's object against the grant's restriction, reading
+//!    only as much of the body as the route's object rule needs;
+//! 7. hand a [`Permit`] and the (possibly re-assembled) body to the forwarder.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{HeaderMap, header};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::error::Rejection;
+use crate::gateway::Gateway;
+use crate::grant::{Grant, Item};
+use crate::policy::{ItemKind, ObjectRule, Route};
+use crate::proxy::{Permit, REWRITING};
+use crate::target::Target;
+
+/// Headers that change whom the upstream acts for. Box honours `As-User`
+/// (act as another user) and `BoxApi: shared_link=...` (act through a shared
+/// link); a downscoped token must not reach past its parent's own view.
+const IMPERSONATING: &[&str] = &["as-user", "boxapi"];
+
+/// The outcome the logs and metrics need besides the permit.
+pub struct Allowed {
+    pub permit: Permit,
+    pub body: Body,
+    pub grant: Arc<Grant>,
+    pub cache_hit: bool,
+}
+
+/// Phase 1 on headers: the ones that could make the upstream read the
+/// request differently from the gateway.
+fn check_headers(h: &HeaderMap) -> Result<(), Rejection> {
+    for name in REWRITING {
+        if h.contains_key(*name) {
+            return Err(Rejection::BadRequest("method or URL override headers are not accepted"));
+        }
+    }
+    if h.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err(Rejection::BadRequest("more than one Authorization header"));
+    }
+    Ok(())
+}
+
+/// `Authorization: Bearer <token>` (RFC 6750 2.1), scheme case-insensitive.
+pub fn bearer(h: &HeaderMap) -> Result<&str, Rejection> {
+    let Some(v) = h.get(header::AUTHORIZATION) else {
+        return Err(Rejection::NoToken);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| Rejection::BadRequest("the Authorization header is not ASCII"))?;
+    let (scheme, token) = v
+        .split_once(' ')
+        .ok_or(Rejection::BadRequest("the Authorization header is not `Bearer <token>`"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Rejection::NoToken);
+    }
+    // RFC 6750 b64token: no spaces, nothing after the token.
+    if token.is_empty() || token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        return Err(Rejection::BadRequest("the bearer token is empty or holds spaces or control bytes"));
+    }
+    Ok(token)
+}
+
+/// Runs every phase. `Ok` carries the only value the forwarder accepts.
+pub async fn decide(gw: &Gateway, parts: &Parts, body: Incoming) -> (Option<Arc<str>>, Result<Allowed, Rejection>) {
+    let policy = gw.policy();
+    let target = match Target::parse(&parts.uri) {
+        Ok(t) => t,
+        Err(e) => return (None, Err(Rejection::BadRequest(target_reason(e)))),
+    };
+    if let Err(r) = check_headers(&parts.headers) {
+        return (None, Err(r));
+    }
+    let route = policy.find(&parts.method, target.path());
+    let route_name = route.as_ref().map(|m| m.route.name.clone());
+    let result = async {
+        let token = bearer(&parts.headers)?;
+        if route.is_none() && !gw.config.unmatched_pass {
+            return Err(Rejection::NoRoute);
+        }
+        let now = crate::clock::unix_now();
+        let (grant, cache_hit) = gw.grants.resolve(token, &policy.scopes, now).await?;
+        if gw
+            .revocations
+            .is_revoked(grant.token_hash(), grant.family(), grant.subject(), grant.iat())
+        {
+            return Err(Rejection::InvalidToken("revoked"));
+        }
+        let Some(m) = route else {
+            // unmatched = "pass": never with a downscoped token, whose parent
+            // would otherwise reach routes nobody reviewed.
+            if grant.is_minted() {
+                return Err(Rejection::NoRoute);
+            }
+            let permit = Permit::new("unmatched".into(), target.clone(), grant.forward());
+            return Ok(Allowed {
+                permit,
+                body: body::boxed(body),
+                grant,
+                cache_hit,
+            });
+        };
+        let r = m.route;
+        if !grant.scopes().intersects(r.scopes) {
+            return Err(Rejection::InsufficientScope {
+                needed: r.scope_names.clone(),
+            });
+        }
+        if grant.is_minted() && IMPERSONATING.iter().any(|h| parts.headers.contains_key(*h)) {
+            return Err(Rejection::Forbidden("As-User and BoxApi headers are not accepted with a downscoped token"));
+        }
+        let body = match grant.restricted_to() {
+            None => body::boxed(body),
+            Some(item) => check_object(gw, r, item, |i| m.param(i), &parts.headers, body).await?,
+        };
+        Ok(Allowed {
+            permit: Permit::new(r.name.clone(), target.clone(), grant.forward()),
+            body,
+            grant,
+            cache_hit,
+        })
+    }
+    .await;
+    (route_name, result)
+}
+
+fn target_reason(e: crate::target::TargetError) -> &'static str {
+    use crate::target::TargetError::*;
+    match e {
+        NotOriginForm => "the request target must be a path",
+        EmptySegment => "the path holds an empty segment or a trailing slash",
+        DotSegment => "the path holds a dot segment",
+        EncodedDelimiter => "the path holds an encoded delimiter",
+        ForbiddenByte => "the path holds a forbidden byte",
+        BadEscape => "the path holds a malformed percent-escape",
+        NotUtf8 => "the path is not UTF-8",
+        BadQuery => "the query holds a forbidden byte",
+        TooLong => "the request target is too long",
+    }
+}
+
+/// Phase 6 for a token restricted to `item`. Returns the body to forward.
+async fn check_object<'p>(
+    gw: &Gateway,
+    route: &Route,
+    item: &Item,
+    param: impl Fn(usize) -> Option<&'p str>,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Body, Rejection> {
+    let outside = |why| Rejection::OutsideRestriction {
+        needed: route.scope_names.clone(),
+        why,
+    };
+    let same = |kind: ItemKind, id: &str| kind == item.kind && id == &*item.id;
+    match &route.object {
+        ObjectRule::None { restricted_ok: true } => Ok(body::boxed(body)),
+        ObjectRule::None { restricted_ok: false } => Err(outside("this endpoint is not open to item-restricted tokens")),
+        ObjectRule::Path { kind, param: i } => {
+            let id = param(*i).ok_or(Rejection::NoRoute)?;
+            if same(*kind, id) {
+                Ok(body::boxed(body))
+            } else {
+                Err(outside("the request names another item"))
+            }
+        }
+        ObjectRule::Body { .. } | ObjectRule::BodyItem { .. } => {
+            let bytes = body::read_limited(body, gw.config.json_body_limit)
+                .await
+                .map_err(|e| match e {
+                    body::ReadError::TooLarge => Rejection::TooLarge,
+                    body::ReadError::Broken => Rejection::BadRequest("the request body could not be read"),
+                })?;
+            let json = crate::json::parse_strict(&bytes)
+                .map_err(|_| Rejection::BadRequest("the body is not JSON without duplicate keys"))?;
+            let named = match &route.object {
+                ObjectRule::Body { kind, field } => crate::json::field(&json, field)
+                    .and_then(crate::json::id_of)
+                    .map(|id| (*kind, id)),
+                ObjectRule::BodyItem { field } => crate::json::field(&json, field).and_then(|v| {
+                    let kind = ItemKind::parse(v.get("type")?.as_str()?)?;
+                    Some((kind, crate::json::id_of(v.get("id")?)?))
+                }),
+                _ => None,
+            };
+            match named {
+                Some((kind, id)) if same(kind, &id) => Ok(body::full(bytes)),
+                Some(_) => Err(outside("the request names another item")),
+                None => Err(Rejection::BadRequest("the body does not name the item this route acts on")),
+            }
+        }
+        ObjectRule::Upload { kind, field } => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let boundary =
+                crate::upload::boundary(ct).ok_or(Rejection::BadRequest("an upload must be multipart/form-data"))?;
+            let (attrs, replay) = crate::upload::read_attributes(body, &boundary).await.map_err(|e| match e {
+                crate::upload::UploadError::TooLong => Rejection::TooLarge,
+                _ => Rejection::BadRequest("the upload's first part must be its JSON attributes"),
+            })?;
+            let id = crate::json::field(&attrs, field)
+                .and_then(crate::json::id_of)
+                .ok_or(Rejection::BadRequest("the upload attributes name no parent folder"))?;
+            if same(*kind, &id) {
+                Ok(body::boxed(replay))
+            } else {
+                Err(outside("the upload goes to another folder"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_parsing_follows_rfc_6750() {
+        assert_eq!(bearer(&headers(&[("authorization", "Bearer abc")])), Ok("abc"));
+        assert_eq!(bearer(&headers(&[("authorization", "bearer abc")])), Ok("abc"));
+        assert_eq!(bearer(&headers(&[])), Err(Rejection::NoToken));
+        assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), Err(Rejection::NoToken));
+        assert!(matches!(bearer(&headers(&[("authorization", "Bearer a b")])), Err(Rejection::BadRequest(_))));
+        assert!(matches!(bearer(&headers(&[("authorization", "Bearer ")])), Err(Rejection::BadRequest(_))));
+    }
+
+    #[test]
+    fn override_and_duplicate_auth_headers_are_refused() {
+        assert!(check_headers(&headers(&[("x-http-method-override", "DELETE")])).is_err());
+        assert!(check_headers(&headers(&[("x-original-url", "/2.0/folders/0")])).is_err());
+        assert!(check_headers(&headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])).is_err());
+        assert!(check_headers(&headers(&[("authorization", "Bearer a")])).is_ok());
+    }
+}

@@ -1,0 +1,216 @@
+//! The gateway: shared state, and the handler every public request enters.
+//!
+//! [`Gateway::handle`] answers CORS preflights, sends `/oauth2/*` to
+//! [`crate::oauth`], and runs every other request through
+//! [`crate::enforce::decide`] and then [`crate::proxy::forward`]. It adds
+//! the request id and CORS headers to every answer, counts it, and writes
+//! the one log line per request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::config::{Config, Problems};
+use crate::cors::Cors;
+use crate::error::{OAuthError, Rejection};
+use crate::grant::Grants;
+use crate::introspect::Introspector;
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::proxy::ClientSide;
+use crate::revocation::Revocations;
+use crate::token::Keyring;
+use crate::upstream::Client;
+
+/// The `realm` of every `WWW-Authenticate` challenge.
+pub const REALM: &str = "scopegate";
+
+/// Where a connection came from.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+pub struct Gateway {
+    pub config: Config,
+    policy: ArcSwap<Policy>,
+    pub grants: Grants,
+    pub revocations: Arc<Revocations>,
+    pub client: Client,
+    pub introspector: Option<Arc<Introspector>>,
+    pub metrics: Metrics,
+    cors: Cors,
+    /// Set once the revocation history has been replayed (and, in fleet
+    /// mode, the stream is live); `/readyz` reports it.
+    ready: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(
+        config: Config,
+        policy: Policy,
+        keyring: Keyring,
+        revocations: Arc<Revocations>,
+        metrics: Metrics,
+    ) -> Result<Gateway, Problems> {
+        let mut problems = Problems::new(&config.source);
+        for s in &config.parent_scopes {
+            if !policy.scopes.is_known(s) {
+                problems.push("parent.scopes", format!("unknown scope `{s}`"));
+            }
+        }
+        let client = Client::new(&config.upstream)?;
+        let introspector = config
+            .introspection
+            .clone()
+            .map(|i| Arc::new(Introspector::new(i, client.clone())));
+        let grants = Grants::new(
+            Arc::new(keyring),
+            config.external,
+            introspector.clone(),
+            config.grant_cache_entries,
+        );
+        let gw = Gateway {
+            cors: Cors::new(&config.cors_origins),
+            policy: ArcSwap::from_pointee(policy),
+            grants,
+            revocations,
+            client,
+            introspector,
+            metrics,
+            ready: AtomicBool::new(false),
+            config,
+        };
+        problems.into_result(gw)
+    }
+
+    /// The policy in force (replaced whole on reload).
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Every public request enters here; never fails, never panics on input.
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let rid = self.grants.keyring().random_hex(8);
+        let rid_value = HeaderValue::from_str(&rid).expect("hex is a valid header value");
+        let origin = self.cors.allowed(req.headers()).cloned();
+        let mut resp = if let Some(pre) = self.cors.preflight(req.method(), req.headers()) {
+            pre
+        } else {
+            match req.uri().path() {
+                "/oauth2/token" | "/oauth2/revoke" => self.oauth(req).await,
+                _ => self.api(req, conn, &rid, &rid_value, started).await,
+            }
+        };
+        resp.headers_mut().insert("x-request-id", rid_value);
+        self.cors.decorate(origin, &mut resp);
+        resp
+    }
+
+    async fn oauth(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::POST {
+            let mut r = OAuthError::invalid_request("use POST").into_response();
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+            return r;
+        }
+        let revoke = req.uri().path() == "/oauth2/revoke";
+        let raw = match crate::oauth::read_form(self, req).await {
+            Ok(b) => b,
+            Err(e) => return e.into_response(),
+        };
+        if revoke {
+            crate::oauth::revoke(self, raw).await
+        } else {
+            crate::oauth::token(self, raw).await
+        }
+    }
+
+    async fn api(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        rid: &str,
+        rid_value: &HeaderValue,
+        started: Instant,
+    ) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let method = parts.method.clone();
+        let (route, decision) = crate::enforce::decide(self, &parts, body).await;
+        let route = route.unwrap_or_else(|| Arc::from("unmatched"));
+        let decided = started.elapsed();
+        self.metrics.decision_seconds.observe(decided.as_secs_f64());
+        let allowed = match decision {
+            Ok(a) => a,
+            Err(rej) => return self.refuse(rej, &route, &method, rid, None, decided),
+        };
+        if allowed.cache_hit {
+            self.metrics.grant_cache_hits.inc();
+        } else {
+            self.metrics.grant_cache_misses.inc();
+            self.metrics.grant_cache_entries.set(self.grants.cached_entries() as i64);
+        }
+        let token = allowed.grant.token_hash().short();
+        let upstream = if allowed.permit.target.path().starts_with("/api/") {
+            &self.config.upstream.upload
+        } else {
+            &self.config.upstream.api
+        };
+        let side = ClientSide {
+            peer: conn.peer,
+            tls: conn.tls,
+            request_id: rid_value,
+        };
+        match crate::proxy::forward(&self.client, upstream, allowed.permit, parts, allowed.body, side, &self.metrics).await {
+            Ok(resp) => {
+                self.metrics.requests.with_label_values(&[&route, "allow", "ok"]).inc();
+                tracing::info!(
+                    request_id = rid, route = &*route, method = %method, decision = "allow", reason = "ok",
+                    status = resp.status().as_u16(), decision_us = decided.as_micros() as u64,
+                    total_us = started.elapsed().as_micros() as u64, token = %token,
+                    "request"
+                );
+                resp
+            }
+            Err(rej) => self.refuse(rej, &route, &method, rid, Some(&token), decided),
+        }
+    }
+
+    fn refuse(
+        &self,
+        rej: Rejection,
+        route: &str,
+        method: &Method,
+        rid: &str,
+        token: Option<&str>,
+        decided: std::time::Duration,
+    ) -> Response<Body> {
+        let decision = if rej.status().is_server_error() { "error" } else { "deny" };
+        self.metrics
+            .requests
+            .with_label_values(&[route, decision, rej.reason()])
+            .inc();
+        tracing::info!(
+            request_id = rid, route, method = %method, decision, reason = rej.reason(),
+            status = rej.status().as_u16(), decision_us = decided.as_micros() as u64,
+            token = token.unwrap_or("-"), "request"
+        );
+        rej.into_response(REALM, rid)
+    }
+}

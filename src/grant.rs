@@ -1,0 +1,261 @@
+//! Grants: what a bearer token is allowed, once verified.
+//!
+//! A [`Grant`] can only be built here, from claims that opened under the
+//! keyring or from an active introspection answer; raw token bytes never
+//! reach the policy check. Grants are cached (moka) by the token's digest,
+//! which is also the token's name in revocation events, until the token
+//! expires or, for introspected tokens, the configured TTL, whichever is
+//! first. A cached grant is still checked against each route and against
+//! revocation on every request: the cache saves crypto and network, never a
+//! decision.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use moka::Expiry;
+
+use crate::config::ExternalTokens;
+use crate::digest::Digest;
+use crate::error::Rejection;
+use crate::introspect::{Introspected, Introspector};
+use crate::policy::ItemKind;
+use crate::scope::{ScopeSet, ScopeTable};
+use crate::token::{self, Claims, Keyring, TokenError};
+
+/// One file or folder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Item {
+    pub kind: ItemKind,
+    pub id: Box<str>,
+}
+
+/// What to send upstream in `Authorization` for an allowed request.
+#[derive(Debug, Clone)]
+pub enum Forward {
+    /// A minted token: the parent goes upstream instead.
+    Parent(HeaderValue),
+    /// An external token goes upstream as it came.
+    AsIs,
+}
+
+/// A verified token's rights. Fields are private: only this module builds one.
+#[derive(Debug)]
+pub struct Grant {
+    scopes: ScopeSet,
+    restricted_to: Option<Item>,
+    subject: Option<Box<str>>,
+    iat: Option<u64>,
+    exp: u64,
+    token_hash: Digest,
+    family: Digest,
+    forward: Forward,
+}
+
+impl Grant {
+    /// The scopes held, after implication.
+    pub fn scopes(&self) -> ScopeSet {
+        self.scopes
+    }
+    pub fn restricted_to(&self) -> Option<&Item> {
+        self.restricted_to.as_ref()
+    }
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+    pub fn iat(&self) -> Option<u64> {
+        self.iat
+    }
+    pub fn exp(&self) -> u64 {
+        self.exp
+    }
+    pub fn token_hash(&self) -> &Digest {
+        &self.token_hash
+    }
+    pub fn family(&self) -> &Digest {
+        &self.family
+    }
+    pub fn forward(&self) -> &Forward {
+        &self.forward
+    }
+    pub fn is_minted(&self) -> bool {
+        matches!(self.forward, Forward::Parent(_))
+    }
+
+    /// From claims that opened under the keyring. Unknown scope names are
+    /// dropped: a grant is never widened by a name this gateway cannot read.
+    pub fn from_claims(c: Claims, token_hash: Digest, table: &ScopeTable) -> Result<Grant, TokenError> {
+        let restricted_to = match c.r {
+            None => None,
+            Some(r) => Some(Item {
+                kind: ItemKind::parse(&r.k).ok_or(TokenError::Malformed)?,
+                id: r.id.into(),
+            }),
+        };
+        let parent = crate::upstream::bearer_value(&c.p).map_err(|_| TokenError::Malformed)?;
+        Ok(Grant {
+            scopes: table.expand_lenient(c.s.iter().map(String::as_str)),
+            restricted_to,
+            subject: c.sub.map(Into::into),
+            iat: Some(c.iat),
+            exp: c.exp,
+            token_hash,
+            family: c.fam,
+            forward: Forward::Parent(parent),
+        })
+    }
+
+    /// From an active introspection answer. The token is its own family, so
+    /// revoking it as a parent also revokes what was minted from it.
+    pub fn from_introspection(i: &Introspected, token_hash: Digest, table: &ScopeTable, now: u64, ttl: Duration) -> Grant {
+        Grant {
+            scopes: table.expand_lenient(i.scope.as_deref().unwrap_or("").split(' ')),
+            restricted_to: None,
+            subject: i.sub.as_deref().map(Into::into),
+            iat: i.iat,
+            exp: i.exp.unwrap_or(now + ttl.as_secs()),
+            token_hash,
+            family: token_hash,
+            forward: Forward::AsIs,
+        }
+    }
+
+    /// An unread external token the operator chose to pass through: every
+    /// scope, no restriction, the upstream decides.
+    fn pass_through(token_hash: Digest, now: u64, ttl: Duration) -> Grant {
+        Grant {
+            scopes: ScopeSet::ALL,
+            restricted_to: None,
+            subject: None,
+            iat: None,
+            exp: now + ttl.as_secs(),
+            token_hash,
+            family: token_hash,
+            forward: Forward::AsIs,
+        }
+    }
+}
+
+/// A cache entry: a grant, or a remembered "inactive" answer.
+#[derive(Clone)]
+enum Resolved {
+    Grant(Arc<Grant>, u64),
+    Inactive(u64),
+}
+
+struct UntilExpiry;
+
+impl Expiry<Digest, Resolved> for UntilExpiry {
+    fn expire_after_create(&self, _: &Digest, v: &Resolved, _: Instant) -> Option<Duration> {
+        let until = match v {
+            Resolved::Grant(_, until) | Resolved::Inactive(until) => *until,
+        };
+        Some(Duration::from_secs(until.saturating_sub(crate::clock::unix_now())))
+    }
+}
+
+/// Turns bearer tokens into grants, with the cache in front.
+pub struct Grants {
+    cache: moka::future::Cache<Digest, Resolved>,
+    keyring: Arc<Keyring>,
+    external: ExternalTokens,
+    introspector: Option<Arc<Introspector>>,
+}
+
+/// How long an unread pass-through token is remembered.
+const PASS_THROUGH_TTL: Duration = Duration::from_secs(60);
+
+impl Grants {
+    pub fn new(keyring: Arc<Keyring>, external: ExternalTokens, introspector: Option<Arc<Introspector>>, capacity: u64) -> Grants {
+        Grants {
+            cache: moka::future::Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(UntilExpiry)
+                .build(),
+            keyring,
+            external,
+            introspector,
+        }
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The grant for a bearer token, or the 401/503 to answer.
+    pub async fn resolve(&self, token: &str, table: &ScopeTable, now: u64) -> Result<(Arc<Grant>, bool), Rejection> {
+        if token.len() > token::MAX_TOKEN_LEN {
+            return Err(Rejection::InvalidToken("malformed"));
+        }
+        let hash = Digest::of(token.as_bytes());
+        if let Some(hit) = self.cache.get(&hash).await {
+            return match hit {
+                Resolved::Grant(g, _) if g.exp > now => Ok((g, true)),
+                Resolved::Grant(..) => Err(Rejection::InvalidToken("expired")),
+                Resolved::Inactive(_) => Err(Rejection::InvalidToken("not active")),
+            };
+        }
+        let resolved = if token.starts_with(token::PREFIX) {
+            let claims = self.keyring.open(token).map_err(|_| Rejection::InvalidToken("invalid"))?;
+            let g = Grant::from_claims(claims, hash, table).map_err(|_| Rejection::InvalidToken("invalid"))?;
+            if g.exp <= now {
+                return Err(Rejection::InvalidToken("expired"));
+            }
+            let until = g.exp;
+            Resolved::Grant(Arc::new(g), until)
+        } else {
+            match (self.external, &self.introspector) {
+                (ExternalTokens::Introspect, Some(i)) => {
+                    // try_get_with: concurrent misses for one token share one call.
+                    let fut = async {
+                        let answer = i.introspect(token).await.map_err(|_| ())?;
+                        Ok::<_, ()>(match answer {
+                            Some(a) => {
+                                let g = Grant::from_introspection(&a, hash, table, now, i.cache_ttl());
+                                let until = g.exp.min(now + i.cache_ttl().as_secs());
+                                Resolved::Grant(Arc::new(g), until)
+                            }
+                            None => Resolved::Inactive(now + i.inactive_ttl().as_secs()),
+                        })
+                    };
+                    let r = self
+                        .cache
+                        .try_get_with(hash, fut)
+                        .await
+                        .map_err(|_| Rejection::Unavailable("token introspection failed"))?;
+                    return match r {
+                        Resolved::Grant(g, _) if g.exp > now => Ok((g, false)),
+                        Resolved::Grant(..) => Err(Rejection::InvalidToken("expired")),
+                        Resolved::Inactive(_) => Err(Rejection::InvalidToken("not active")),
+                    };
+                }
+                (ExternalTokens::PassThrough, _) => {
+                    let g = Grant::pass_through(hash, now, PASS_THROUGH_TTL);
+                    let until = g.exp;
+                    Resolved::Grant(Arc::new(g), until)
+                }
+                _ => return Err(Rejection::InvalidToken("not issued by this gateway")),
+            }
+        };
+        self.cache.insert(hash, resolved.clone()).await;
+        match resolved {
+            Resolved::Grant(g, _) => Ok((g, false)),
+            Resolved::Inactive(_) => Err(Rejection::InvalidToken("not active")),
+        }
+    }
+
+    /// Drops one token's cached grant (after its revocation).
+    pub async fn forget(&self, token_hash: &Digest) {
+        self.cache.invalidate(token_hash).await;
+    }
+
+    /// Drops every cached grant (after a family, subject or cut-off
+    /// revocation, or a policy reload that renumbers scopes).
+    pub fn forget_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}

@@ -1,0 +1,143 @@
+//! Prometheus metrics. The names are part of the contract (PRODUCT.md
+//! section 7); labels are bounded: route names from the policy, decisions,
+//! reasons, kinds. Never a token, an object id or a user id.
+//!
+//! Everything is registered into a registry owned by [`Metrics`], so tests
+//! can run several gateways in one process without sharing counters.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// route, decision (allow|deny|error), reason.
+    pub requests: IntCounterVec,
+    pub decision_seconds: Histogram,
+    /// route.
+    pub upstream_seconds: HistogramVec,
+    pub grant_cache_hits: IntCounter,
+    pub grant_cache_misses: IntCounter,
+    pub grant_cache_entries: IntGauge,
+    pub tokens_minted: IntCounter,
+    /// endpoint (exchange|revoke|forward), error.
+    pub oauth_requests: IntCounterVec,
+    /// kind, source.
+    pub revocations_applied: IntCounterVec,
+    pub revocation_entries: IntGauge,
+    pub revocation_propagation_seconds: Histogram,
+    pub revocation_stream_staleness_seconds: IntGauge,
+    pub introspection_errors: IntCounter,
+    /// kind (unreachable|timeout).
+    pub upstream_errors: IntCounterVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("static metric definition");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("static metric definition");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("static metric definition");
+    r.register(Box::new(h.clone())).expect("metric registered once");
+    h
+}
+
+/// 10 us .. 10 s, for in-process decisions and network calls alike.
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        2.5, 5.0, 10.0,
+    ]
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let upstream_seconds = HistogramVec::new(
+            HistogramOpts::new("scopegate_upstream_seconds", "Time to the upstream's response head, by route.")
+                .buckets(latency_buckets()),
+            &["route"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(upstream_seconds.clone())).expect("metric registered once");
+        Metrics {
+            requests: counter_vec(
+                &r,
+                "scopegate_requests_total",
+                "API requests by route, decision and reason.",
+                &["route", "decision", "reason"],
+            ),
+            decision_seconds: histogram(
+                &r,
+                "scopegate_decision_seconds",
+                "Time from request head to the allow/deny decision.",
+                latency_buckets(),
+            ),
+            upstream_seconds,
+            grant_cache_hits: counter(&r, "scopegate_grant_cache_hits_total", "Grant lookups answered from the cache."),
+            grant_cache_misses: counter(&r, "scopegate_grant_cache_misses_total", "Grant lookups that verified or introspected."),
+            grant_cache_entries: gauge(&r, "scopegate_grant_cache_entries", "Grants in the cache."),
+            tokens_minted: counter(&r, "scopegate_tokens_minted_total", "Downscoped tokens minted."),
+            oauth_requests: counter_vec(
+                &r,
+                "scopegate_oauth_requests_total",
+                "Requests to /oauth2/* by endpoint and outcome (ok or the OAuth error code).",
+                &["endpoint", "outcome"],
+            ),
+            revocations_applied: counter_vec(
+                &r,
+                "scopegate_revocations_applied_total",
+                "Revocation events applied, by kind and source.",
+                &["kind", "source"],
+            ),
+            revocation_entries: gauge(&r, "scopegate_revocation_entries", "Live revocation entries."),
+            revocation_propagation_seconds: histogram(
+                &r,
+                "scopegate_revocation_propagation_seconds",
+                "Delay from a revocation's event time to its application here.",
+                latency_buckets(),
+            ),
+            revocation_stream_staleness_seconds: gauge(
+                &r,
+                "scopegate_revocation_stream_staleness_seconds",
+                "Seconds since the revocation stream was last confirmed live.",
+            ),
+            introspection_errors: counter(&r, "scopegate_introspection_errors_total", "Failed introspection calls."),
+            upstream_errors: counter_vec(
+                &r,
+                "scopegate_upstream_errors_total",
+                "Upstream calls that failed, by kind.",
+                &["kind"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,403 @@
+//! `POST /oauth2/token` (RFC 8693 token exchange, Box's wire format) and
+//! `POST /oauth2/revoke` (RFC 7009).
+//!
+//! Exchange: parse the form strictly, refuse a revoked parent, validate the
+//! parent (probe or introspection), check the requested scopes against the
+//! parent's implication closure, look the resource up at the upstream with
+//! the parent, cap the expiry, seal. Every failure is an OAuth error body;
+//! bad input is never a 5xx. Other grant types are forwarded untouched to the
+//! upstream token endpoint, so the gateway can front the whole API.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::body::{self, Body};
+use crate::clock::unix_now;
+use crate::config::ParentCheck;
+use crate::digest::Digest;
+use crate::error::{OAuthError, json_response};
+use crate::gateway::Gateway;
+use crate::policy::ItemKind;
+use crate::revocation::{Event, Source, Target};
+use crate::scope::ScopeSet;
+use crate::token::{self, Claims, Restriction};
+use crate::upstream::UpstreamError;
+
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// A form with each parameter at most once (RFC 6749 section 3.2).
+struct Form(HashMap<String, String>);
+
+impl Form {
+    fn parse(bytes: &[u8]) -> Result<Form, OAuthError> {
+        let mut map = HashMap::new();
+        for (k, v) in form_urlencoded::parse(bytes) {
+            if map.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(OAuthError::invalid_request(format!("parameter `{k}` appears more than once")));
+            }
+        }
+        Ok(Form(map))
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn require(&self, k: &str) -> Result<&str, OAuthError> {
+        self.get(k).ok_or_else(|| OAuthError::invalid_request(format!("missing parameter `{k}`")))
+    }
+}
+
+/// The parent as validated: its scopes (closure), subject and remaining life.
+struct Parent {
+    scopes: ScopeSet,
+    subject: Option<String>,
+    remaining: u64,
+}
+
+/// Reads the form body of an `/oauth2/*` request.
+pub async fn read_form(gw: &Gateway, req: http::Request<hyper::body::Incoming>) -> Result<Bytes, OAuthError> {
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
+    }
+    body::read_limited(req.into_body(), gw.config.oauth_body_limit)
+        .await
+        .map_err(|e| match e {
+            body::ReadError::TooLarge => OAuthError::invalid_request("the request body is too large"),
+            body::ReadError::Broken => OAuthError::invalid_request("the request body could not be read"),
+        })
+}
+
+/// `POST /oauth2/token`.
+pub async fn token(gw: &Gateway, raw: Bytes) -> Response<Body> {
+    let result = match Form::parse(&raw) {
+        Err(e) => Err(e),
+        Ok(form) => match form.get("grant_type") {
+            Some(TOKEN_EXCHANGE) => exchange(gw, &form).await,
+            Some(_) => return forward_grant(gw, raw).await,
+            None => Err(OAuthError::invalid_request("missing parameter `grant_type`")),
+        },
+    };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code,
+    };
+    gw.metrics.oauth_requests.with_label_values(&["exchange", outcome]).inc();
+    match result {
+        Ok(json) => {
+            let mut r = json_response(StatusCode::OK, json.to_string());
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
+    let parent_token = form.require("subject_token")?;
+    if form.require("subject_token_type")? != ACCESS_TOKEN_TYPE {
+        return Err(OAuthError::invalid_request(format!("`subject_token_type` must be {ACCESS_TOKEN_TYPE}")));
+    }
+    let scope_param = form.require("scope")?;
+    if parent_token.len() > token::MAX_TOKEN_LEN || parent_token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        return Err(OAuthError::invalid_grant("the subject token is malformed"));
+    }
+    if parent_token.starts_with(token::PREFIX) {
+        return Err(OAuthError::invalid_grant("a downscoped token cannot be exchanged again; use the parent token"));
+    }
+    let family = Digest::of(parent_token.as_bytes());
+    let now = unix_now();
+    if gw.revocations.is_revoked(&family, &family, None, Some(now)) {
+        return Err(OAuthError::invalid_grant("the subject token has been revoked"));
+    }
+    let policy = gw.policy();
+    let table = &policy.scopes;
+
+    let mut names: Vec<&str> = Vec::new();
+    for s in scope_param.split(' ').filter(|s| !s.is_empty()) {
+        if !table.is_known(s) {
+            return Err(OAuthError::invalid_scope(format!("unknown scope `{s}`")));
+        }
+        if !names.contains(&s) {
+            names.push(s);
+        }
+    }
+    if names.is_empty() {
+        return Err(OAuthError::invalid_request("`scope` names no scope"));
+    }
+    let requested = table.exact(names.iter().copied()).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+
+    let resource = form.get("resource").map(parse_resource).transpose()?;
+    let parent = validate_parent(gw, parent_token, now).await?;
+    if !parent.scopes.contains_all(requested) {
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| table.exact([*n]).is_ok_and(|s| !parent.scopes.contains_all(s)))
+            .collect();
+        return Err(OAuthError::invalid_scope(format!("the subject token does not hold: {}", missing.join(" "))));
+    }
+    let object = match &resource {
+        Some((kind, id)) => Some(lookup(gw, parent_token, *kind, id).await?),
+        None => None,
+    };
+
+    let expires_in = gw.config.max_expires_in.as_secs().min(parent.remaining);
+    if expires_in == 0 {
+        return Err(OAuthError::invalid_grant("the subject token has expired"));
+    }
+    let claims = Claims {
+        p: parent_token.to_string(),
+        s: names.iter().map(|s| s.to_string()).collect(),
+        r: resource.as_ref().map(|(k, id)| Restriction {
+            k: k.as_str().into(),
+            id: id.clone(),
+        }),
+        sub: parent.subject,
+        iat: now,
+        exp: now + expires_in,
+        jti: gw.grants.keyring().random_hex(16),
+        fam: family,
+    };
+    let access_token = gw.grants.keyring().seal(&claims);
+    gw.metrics.tokens_minted.inc();
+    let restricted_to: Vec<Value> = names
+        .iter()
+        .map(|s| match &object {
+            Some(o) => json!({ "scope": s, "object": o }),
+            None => json!({ "scope": s }),
+        })
+        .collect();
+    Ok(json!({
+        "access_token": access_token,
+        "expires_in": expires_in,
+        "token_type": "bearer",
+        "restricted_to": restricted_to,
+        "issued_token_type": ACCESS_TOKEN_TYPE,
+    }))
+}
+
+/// `https://any.host/2.0/files/123` or `.../2.0/folders/45`.
+fn parse_resource(url: &str) -> Result<(ItemKind, String), OAuthError> {
+    let bad = || OAuthError::invalid_resource("`resource` must be a file or folder URL like https://api.box.com/2.0/files/123");
+    let uri: http::Uri = url.parse().map_err(|_| bad())?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.query().is_some() {
+        return Err(bad());
+    }
+    let path = uri.path().strip_prefix("/2.0/").ok_or_else(bad)?;
+    let (kind, id) = path.split_once('/').ok_or_else(bad)?;
+    let kind = match kind {
+        "files" => ItemKind::File,
+        "folders" => ItemKind::Folder,
+        _ => return Err(bad()),
+    };
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(bad());
+    }
+    Ok((kind, id.to_string()))
+}
+
+async fn validate_parent(gw: &Gateway, parent: &str, now: u64) -> Result<Parent, OAuthError> {
+    let policy = gw.policy();
+    match &gw.config.parent {
+        ParentCheck::Probe { path } => {
+            let (status, json) = gw
+                .client
+                .get_json(&gw.config.upstream.api, path, parent)
+                .await
+                .map_err(unavailable)?;
+            match status {
+                200..=299 => {}
+                401 | 403 => return Err(OAuthError::invalid_grant("the subject token is not valid at the upstream")),
+                _ => return Err(OAuthError::unavailable("the upstream could not validate the subject token")),
+            }
+            let subject = crate::json::id_of(json.get("id").unwrap_or(&Value::Null));
+            Ok(Parent {
+                scopes: policy.scopes.expand_lenient(gw.config.parent_scopes.iter().map(String::as_str)),
+                subject,
+                remaining: gw.config.parent_lifetime.as_secs(),
+            })
+        }
+        ParentCheck::Introspect => {
+            let i = gw.introspector.as_ref().ok_or_else(|| OAuthError::unavailable("no introspection configured"))?;
+            let answer = i.introspect(parent).await.map_err(|e| {
+                gw.metrics.introspection_errors.inc();
+                unavailable(e)
+            })?;
+            let a = answer.ok_or_else(|| OAuthError::invalid_grant("the subject token is not active"))?;
+            if gw.revocations.is_revoked(&Digest::of(parent.as_bytes()), &Digest::of(parent.as_bytes()), a.sub.as_deref(), a.iat) {
+                return Err(OAuthError::invalid_grant("the subject token has been revoked"));
+            }
+            let remaining = match a.exp {
+                Some(exp) => exp.saturating_sub(now),
+                None => gw.config.parent_lifetime.as_secs(),
+            };
+            Ok(Parent {
+                scopes: policy.scopes.expand_lenient(a.scope.as_deref().unwrap_or("").split(' ')),
+                subject: a.sub,
+                remaining,
+            })
+        }
+    }
+}
+
+fn unavailable(e: UpstreamError) -> OAuthError {
+    OAuthError::unavailable(match e {
+        UpstreamError::Timeout => "the upstream did not answer in time",
+        _ => "the upstream could not be reached",
+    })
+}
+
+/// Asks the upstream, as the parent, for the item; its answer fills
+/// `restricted_to[].object`.
+async fn lookup(gw: &Gateway, parent: &str, kind: ItemKind, id: &str) -> Result<Value, OAuthError> {
+    let path = format!("/2.0/{}s/{id}", kind.as_str());
+    let (status, json) = gw
+        .client
+        .get_json(&gw.config.upstream.api, &path, parent)
+        .await
+        .map_err(unavailable)?;
+    match status {
+        200 => {}
+        401 => return Err(OAuthError::invalid_grant("the subject token is not valid at the upstream")),
+        400..=499 => return Err(OAuthError::invalid_resource("the resource does not exist or the subject token cannot see it")),
+        _ => return Err(OAuthError::unavailable("the upstream could not look up the resource")),
+    }
+    if json.get("type").and_then(Value::as_str) != Some(kind.as_str())
+        || json.get("id").and_then(crate::json::id_of).as_deref() != Some(id)
+    {
+        return Err(OAuthError::invalid_resource("the upstream answered with another item"));
+    }
+    let mut object = serde_json::Map::new();
+    let keys: &[&str] = match kind {
+        ItemKind::File => &["type", "id", "name", "etag", "sequence_id", "sha1", "file_version"],
+        ItemKind::Folder => &["type", "id", "name", "etag", "sequence_id"],
+    };
+    for k in keys {
+        if let Some(v) = json.get(*k) {
+            object.insert(k.to_string(), v.clone());
+        }
+    }
+    Ok(Value::Object(object))
+}
+
+/// Other grant types go to the upstream token endpoint unchanged.
+async fn forward_grant(gw: &Gateway, raw: Bytes) -> Response<Body> {
+    let Some(url) = &gw.config.upstream.token_endpoint else {
+        gw.metrics
+            .oauth_requests
+            .with_label_values(&["exchange", "unsupported_grant_type"])
+            .inc();
+        return OAuthError::new("unsupported_grant_type", "only token exchange is handled here").into_response();
+    };
+    let req = http::Request::post(url.clone())
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body::full(raw));
+    let Ok(req) = req else {
+        return OAuthError::unavailable("the token endpoint is misconfigured").into_response();
+    };
+    gw.metrics.oauth_requests.with_label_values(&["forward", "sent"]).inc();
+    match gw.client.send(req).await {
+        Ok(resp) => {
+            let (mut parts, b) = resp.into_parts();
+            crate::proxy::strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, body::boxed(b))
+        }
+        Err(e) => unavailable(e).into_response(),
+    }
+}
+
+/// `POST /oauth2/revoke`: a minted token is revoked; any other token is
+/// revoked as a parent (its family: itself and every token minted from it)
+/// and passed on to the upstream revoke endpoint where configured. Unknown
+/// tokens get 200 too (RFC 7009 2.2). The 200 waits for the log's fsync.
+pub async fn revoke(gw: &Gateway, raw: Bytes) -> Response<Body> {
+    let result = revoke_inner(gw, &raw).await;
+    let outcome = match &result {
+        Ok(()) => "ok",
+        Err(e) => e.code,
+    };
+    gw.metrics.oauth_requests.with_label_values(&["revoke", outcome]).inc();
+    match result {
+        Ok(()) => {
+            let mut r = Response::new(body::empty());
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn revoke_inner(gw: &Gateway, raw: &[u8]) -> Result<(), OAuthError> {
+    let form = Form::parse(raw)?;
+    let token = form.require("token")?;
+    if token.len() > token::MAX_TOKEN_LEN {
+        return Ok(()); // Not a token this gateway could ever have accepted.
+    }
+    let now = unix_now();
+    let hash = Digest::of(token.as_bytes());
+    let (target, keep_until) = match gw.grants.keyring().open(token) {
+        Ok(claims) => (Target::Token(hash), claims.exp),
+        // A token that does not open here may be a parent: revoke its family
+        // for as long as anything minted from it could live.
+        Err(_) => (Target::Family(hash), now + gw.config.max_expires_in.as_secs().max(gw.config.parent_lifetime.as_secs())),
+    };
+    if keep_until < now {
+        return Ok(()); // Already expired: nothing to remember.
+    }
+    let is_parent = matches!(target, Target::Family(_));
+    let ev = Event {
+        target,
+        revoked_at_ms: crate::clock::unix_now_ms(),
+        keep_until,
+        source: Source::Api,
+    };
+    gw.revocations.revoke(ev, &gw.grants, &gw.metrics).await.map_err(|e| {
+        tracing::error!(error = %e, "revocation could not be made durable");
+        OAuthError::unavailable("the revocation could not be stored; retry")
+    })?;
+    if is_parent && let Some(url) = &gw.config.upstream.revoke_endpoint {
+        // Best effort: the family is already revoked here whatever the upstream says.
+        let pass = String::from_utf8_lossy(raw).into_owned();
+        if let Err(e) = gw.client.post_form(url, pass).await {
+            tracing::warn!(error = %e, "upstream revoke endpoint failed");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_parse_from_any_host() {
+        assert_eq!(parse_resource("https://api.box.com/2.0/files/123").unwrap(), (ItemKind::File, "123".into()));
+        assert_eq!(parse_resource("http://x/2.0/folders/0").unwrap(), (ItemKind::Folder, "0".into()));
+        for bad in [
+            "https://api.box.com/2.0/files/",
+            "https://api.box.com/2.0/files/1/content",
+            "https://api.box.com/2.0/users/1",
+            "/2.0/files/1",
+            "https://api.box.com/2.0/files/1?x=1",
+            "https://api.box.com/2.0/files/%2e%2e",
+        ] {
+            assert_eq!(parse_resource(bad).unwrap_err().code, "invalid_resource", "{bad}");
+        }
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        assert!(Form::parse(b"scope=a&scope=b").is_err());
+        assert_eq!(Form::parse(b"scope=a+b").unwrap().get("scope"), Some("a b"));
+    }
+}

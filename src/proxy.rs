@@ -1,0 +1,196 @@
+//! Forwarding an allowed request, and the header rules on both sides.
+//!
+//! Forwarding needs a [`Permit`], which only [`crate::enforce`] builds: there
+//! is no way to send a request upstream that the policy did not pass. The
+//! request is rebuilt rather than patched: the canonical target, the
+//! upstream chosen by the route's prefix, the client's end-to-end headers
+//! minus everything that could change who the upstream thinks is asking
+//! (hop-by-hop headers, the client's `X-Forwarded-*`, `Host`), then the
+//! gateway's own `Authorization`, `X-Forwarded-*` and `X-Request-Id`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+
+use crate::body::{self, Body};
+use crate::error::Rejection;
+use crate::grant::Forward;
+use crate::metrics::Metrics;
+use crate::target::Target;
+use crate::upstream::{Client, UpstreamError};
+
+/// Proof that the policy allowed this request. Only `enforce` constructs one.
+pub struct Permit {
+    pub(crate) route: Arc<str>,
+    pub(crate) target: Target,
+    pub(crate) authorization: Option<HeaderValue>,
+}
+
+impl Permit {
+    pub(crate) fn new(route: Arc<str>, target: Target, forward: &Forward) -> Permit {
+        Permit {
+            route,
+            target,
+            authorization: match forward {
+                Forward::Parent(v) => Some(v.clone()),
+                Forward::AsIs => None,
+            },
+        }
+    }
+}
+
+/// Headers that name the connection, not the message (RFC 9110 7.6.1), plus
+/// the proxy ones. Never forwarded in either direction.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Client headers that would let it speak for the gateway; replaced.
+const SPOOFABLE: &[&str] = &[
+    "host",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// Headers that ask a server to treat the request as another method or
+/// path than the one checked. Refused outright (400), not stripped, so a
+/// client that relies on one learns at once.
+pub const REWRITING: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+    "x-override-url",
+];
+
+/// Removes hop-by-hop headers and every header the `Connection` header
+/// names; `Authorization` is set again by the caller afterwards, so naming it
+/// in `Connection` cannot drop or smuggle the checked token.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(*n);
+    }
+}
+
+/// What the forwarder needs to know about the client side.
+pub struct ClientSide<'a> {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub request_id: &'a HeaderValue,
+}
+
+/// Sends the permitted request to the upstream and streams the answer back.
+pub async fn forward(
+    client: &Client,
+    upstream: &Uri,
+    permit: Permit,
+    mut parts: http::request::Parts,
+    body: Body,
+    side: ClientSide<'_>,
+    metrics: &Metrics,
+) -> Result<Response<Body>, Rejection> {
+    let uri = crate::upstream::join(upstream, &permit.target.path_and_query()).map_err(|_| Rejection::BadGateway)?;
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h);
+    for n in SPOOFABLE {
+        h.remove(*n);
+    }
+    if let Some(auth) = permit.authorization {
+        h.insert(header::AUTHORIZATION, auth);
+    }
+    h.insert(
+        HeaderName::from_static("x-forwarded-for"),
+        HeaderValue::from_str(&side.peer.ip().to_string()).expect("an IP address is a valid header value"),
+    );
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if side.tls { "https" } else { "http" }),
+    );
+    if let Some(host) = original_host {
+        h.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    h.insert(HeaderName::from_static("x-request-id"), side.request_id.clone());
+
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = parts.headers;
+    *req.extensions_mut() = http::Extensions::new();
+
+    let started = Instant::now();
+    let result = client.send(req).await;
+    metrics
+        .upstream_seconds
+        .with_label_values(&[&*permit.route])
+        .observe(started.elapsed().as_secs_f64());
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let kind = match e {
+                UpstreamError::Timeout => "timeout",
+                _ => "unreachable",
+            };
+            metrics.upstream_errors.with_label_values(&[kind]).inc();
+            return Err(match e {
+                UpstreamError::Timeout => Rejection::GatewayTimeout,
+                _ => Rejection::BadGateway,
+            });
+        }
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    strip_hop_by_hop(&mut rparts.headers);
+    Ok(Response::from_parts(rparts, body::boxed(rbody)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "close, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "5".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key("keep-alive"));
+        assert!(!h.contains_key(header::CONNECTION));
+        assert!(h.contains_key("x-kept"));
+    }
+}

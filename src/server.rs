@@ -1,0 +1,191 @@
+//! Listeners: accept loops for the public and admin addresses, TLS, and a
+//! graceful drain on shutdown.
+//!
+//! [`run`] takes listeners that are already bound, so tests bind port 0, and
+//! a shutdown future, so tests (and SIGTERM in `main`) stop it cleanly: the
+//! accept loops stop at once, in-flight requests get up to the drain grace
+//! period, and background tasks stop with them.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use crate::config::Problems;
+use crate::gateway::{ConnInfo, Gateway};
+
+/// Loads a PEM certificate chain and key into a server config offering h2
+/// and http/1.1 by ALPN.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Problems> {
+    let mut p = Problems::new(cert);
+    let certs: Vec<CertificateDer<'static>> = match CertificateDer::pem_file_iter(cert) {
+        Ok(iter) => match iter.collect::<Result<_, _>>() {
+            Ok(c) => c,
+            Err(e) => {
+                p.push("", format!("not a PEM certificate chain: {e}"));
+                return Err(p);
+            }
+        },
+        Err(e) => {
+            p.push("", format!("cannot read the certificate: {e}"));
+            return Err(p);
+        }
+    };
+    if certs.is_empty() {
+        p.push("", "holds no certificate");
+        return Err(p);
+    }
+    let key = match PrivateKeyDer::from_pem_file(key) {
+        Ok(k) => k,
+        Err(e) => {
+            let mut pk = Problems::new(key);
+            pk.push("", format!("cannot read a PEM private key: {e}"));
+            return Err(pk);
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = match rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            p.push("", format!("certificate and key do not make a TLS config: {e}"));
+            return Err(p);
+        }
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        // Slowloris: the whole request head must arrive within this time.
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128)
+        // Bounds HPACK-decoded headers, so CONTINUATION floods are cut off.
+        .max_header_list_size(64 * 1024)
+        .max_pending_accept_reset_streams(Some(64))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+async fn serve_conn<S>(io: S, info: ConnInfo, gw: Arc<Gateway>, graceful: &GracefulShutdown, b: &auto::Builder<TokioExecutor>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let gw = gw.clone();
+        async move { Ok::<_, Infallible>(gw.handle(req, info).await) }
+    });
+    let conn = b.serve_connection(TokioIo::new(io), svc).into_owned();
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+}
+
+/// Serves until `shutdown` resolves, then drains for up to `grace`.
+pub async fn run(
+    gw: Arc<Gateway>,
+    public: TcpListener,
+    admin: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let maintenance = tokio::spawn(gw.revocations.clone().maintain(
+        Duration::from_secs(60),
+        gw.metrics.clone(),
+        stop_rx.clone(),
+    ));
+    let admin_task = tokio::spawn(admin_loop(gw.clone(), admin, stop_rx.clone()));
+    let graceful = GracefulShutdown::new();
+    let b = builder();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = public.accept() => {
+                let Ok((stream, peer)) = accepted else {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                match &acceptor {
+                    None => serve_conn(stream, ConnInfo { peer, tls: false }, gw.clone(), &graceful, &b).await,
+                    Some(acc) => {
+                        // The handshake runs on its own task so a slow client cannot stall accepting.
+                        let acc = acc.clone();
+                        let gw = gw.clone();
+                        let watcher = graceful.watcher();
+                        let b = b.clone();
+                        tokio::spawn(async move {
+                            let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await else {
+                                return;
+                            };
+                            let svc = service_fn(move |req| {
+                                let gw = gw.clone();
+                                async move { Ok::<_, Infallible>(gw.handle(req, ConnInfo { peer, tls: true }).await) }
+                            });
+                            let conn = b.serve_connection(TokioIo::new(tls), svc).into_owned();
+                            let _ = watcher.watch(conn).await;
+                        });
+                    }
+                }
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(public);
+    gw.set_ready(false);
+    tracing::info!(grace_s = grace.as_secs(), "shutting down: draining in-flight requests");
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("drain grace period over; closing remaining connections");
+    }
+    let _ = stop_tx.send(true);
+    let _ = admin_task.await;
+    let _ = maintenance.await;
+}
+
+async fn admin_loop(gw: Arc<Gateway>, admin: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            accepted = admin.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let gw = gw.clone();
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let gw = gw.clone();
+                        async move { Ok::<_, Infallible>(crate::admin::handle(gw, req).await) }
+                    });
+                    let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The request target, read one way only.
+//!
+//! The worst bug a gateway like this can have is a path that names one object
+//! to the gateway and another to the upstream. So the target is parsed here,
+//! once, into a canonical form; the route policy matches that form and the
+//! forwarder sends that same form upstream. Anything that two parsers could
+//! read differently is refused with 400 instead of being "cleaned up":
+//!
+//! - percent-escapes that decode to `/`, `\`, `.`, `%`, `;` or a control
+//!   byte (so `%2F`, `%5c`, `%2e`, and double encodings like `%252e`);
+//! - raw `\`, `;`, control bytes, non-ASCII bytes, `#` fragments;
+//! - `.` and `..` segments, empty segments (`//`) and a trailing slash;
+//! - escapes that decode to invalid UTF-8;
+//! - absolute-form targets (`http://host/...`): the gateway is an origin
+//!   server to its clients and never lets a client pick the upstream host.
+//!
+//! Matching is case-sensitive, as Box's paths are. Other escapes are decoded
+//! and re-encoded in one canonical spelling (upper-case hex, unreserved
+//! characters never escaped), so `fil%65s` and `files` are the same path to
+//! both sides.
+
+use std::borrow::Cow;
+
+/// A request target that passed the checks above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Canonical path, always starting with `/`, segments non-empty.
+    path: String,
+    /// The query as the client sent it (without `?`), checked for bytes that
+    /// could end the request line or smuggle a fragment.
+    query: Option<String>,
+}
+
+/// Why a target was refused. Each maps to a 400 with this text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("the request target must be a path starting with /")]
+    NotOriginForm,
+    #[error("the path holds an empty segment or a trailing slash")]
+    EmptySegment,
+    #[error("the path holds a dot segment")]
+    DotSegment,
+    #[error("the path holds an encoded slash, backslash, dot, percent or semicolon")]
+    EncodedDelimiter,
+    #[error("the path holds a backslash, semicolon, fragment, control or non-ASCII byte")]
+    ForbiddenByte,
+    #[error("the path holds a malformed percent-escape")]
+    BadEscape,
+    #[error("the path does not decode to UTF-8")]
+    NotUtf8,
+    #[error("the query holds a control, non-ASCII or fragment byte")]
+    BadQuery,
+    #[error("the request target is too long")]
+    TooLong,
+}
+
+/// Longest target accepted; Box's own paths are far shorter.
+pub const MAX_TARGET_LEN: usize = 8192;
+
+impl Target {
+    /// Parses a request URI as hyper received it.
+    pub fn parse(uri: &http::Uri) -> Result<Target, TargetError> {
+        if uri.scheme().is_some() || uri.authority().is_some() {
+            return Err(TargetError::NotOriginForm);
+        }
+        Target::parse_parts(uri.path(), uri.query())
+    }
+
+    /// Parses a raw path and query (as in an origin-form request line).
+    pub fn parse_parts(path: &str, query: Option<&str>) -> Result<Target, TargetError> {
+        if path.len() + query.map_or(0, str::len) > MAX_TARGET_LEN {
+            return Err(TargetError::TooLong);
+        }
+        let path = canonical_path(path)?;
+        if let Some(q) = query {
+            if q.bytes().any(|b| b < 0x21 || b >= 0x7f || b == b'#') {
+                return Err(TargetError::BadQuery);
+            }
+        }
+        Ok(Target {
+            path: path.into_owned(),
+            query: query.filter(|q| !q.is_empty()).map(str::to_owned),
+        })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// Segments of the canonical path (never empty strings).
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.path[1..].split('/')
+    }
+
+    /// Path and query, as forwarded upstream.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+}
+
+fn canonical_path(path: &str) -> Result<Cow<'_, str>, TargetError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(TargetError::NotOriginForm);
+    };
+    if rest.is_empty() {
+        return Ok(Cow::Borrowed(path));
+    }
+    let mut needs_rewrite = false;
+    for seg in rest.split('/') {
+        if seg.is_empty() {
+            return Err(TargetError::EmptySegment);
+        }
+        if seg == "." || seg == ".." {
+            return Err(TargetError::DotSegment);
+        }
+        for &b in seg.as_bytes() {
+            match b {
+                b'%' => needs_rewrite = true,
+                b'\\' | b';' | b'#' => return Err(TargetError::ForbiddenByte),
+                0..=0x20 | 0x7f..=0xff => return Err(TargetError::ForbiddenByte),
+                _ => {}
+            }
+        }
+    }
+    if !needs_rewrite {
+        return Ok(Cow::Borrowed(path));
+    }
+    let mut out = String::with_capacity(path.len());
+    for seg in rest.split('/') {
+        out.push('/');
+        let decoded = decode_segment(seg)?;
+        if decoded == "." || decoded == ".." {
+            return Err(TargetError::DotSegment);
+        }
+        encode_segment(&decoded, &mut out);
+    }
+    Ok(Cow::Owned(out))
+}
+
+fn decode_segment(seg: &str) -> Result<String, TargetError> {
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: u8| (b as char).to_digit(16);
+            let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(TargetError::BadEscape);
+            };
+            let b = (hi * 16 + lo) as u8;
+            match b {
+                b'/' | b'\\' | b'.' | b'%' | b';' | b'#' | b'?' => return Err(TargetError::EncodedDelimiter),
+                0..=0x1f | 0x7f => return Err(TargetError::EncodedDelimiter),
+                _ => out.push(b),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    // Rust's UTF-8 check refuses overlong forms and surrogates.
+    String::from_utf8(out).map_err(|_| TargetError::NotUtf8)
+}
+
+/// RFC 3986 unreserved characters and the sub-delims a segment may hold raw.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
+        )
+}
+
+fn encode_segment(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        if is_plain(b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(path: &str) -> Result<String, TargetError> {
+        Target::parse_parts(path, None).map(|t| t.path)
+    }
+
+    #[test]
+    fn plain_paths_pass_unchanged() {
+        assert_eq!(p("/2.0/files/123").unwrap(), "/2.0/files/123");
+        assert_eq!(p("/").unwrap(), "/");
+    }
+
+    #[test]
+    fn harmless_escapes_are_canonicalised() {
+        assert_eq!(p("/2.0/fil%65s/1%32%33").unwrap(), "/2.0/files/123");
+        assert_eq!(p("/a/b%20c").unwrap(), "/a/b%20c");
+        assert_eq!(p("/a/%c3%a9").unwrap(), "/a/%C3%A9");
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        use TargetError::*;
+        let cases = [
+            ("/2.0/files/1%2F2", EncodedDelimiter),
+            ("/2.0/files/1%2f2", EncodedDelimiter),
+            ("/2.0/files/1%5C2", EncodedDelimiter),
+            ("/2.0/files/%2e%2e", EncodedDelimiter),
+            ("/2.0/files/%252e", EncodedDelimiter),
+            ("/2.0/files/../folders/1", DotSegment),
+            ("/2.0/./files/1", DotSegment),
+            ("/2.0//files/1", EmptySegment),
+            ("/2.0/files/1/", EmptySegment),
+            ("/2.0/files/1;x=2", ForbiddenByte),
+            ("/2.0/files\\1", ForbiddenByte),
+            ("/2.0/files/1%00", EncodedDelimiter),
+            ("/2.0/files/1%c0%af", NotUtf8),
+            ("/2.0/files/1%e0%80%ae", NotUtf8),
+            ("/2.0/files/%zz", BadEscape),
+            ("/2.0/files/1%2", BadEscape),
+            ("2.0/files/1", NotOriginForm),
+        ];
+        for (path, want) in cases {
+            assert_eq!(p(path), Err(want), "{path}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_is_refused() {
+        let uri: http::Uri = "http://evil.example/2.0/files/1".parse().unwrap();
+        assert_eq!(Target::parse(&uri), Err(TargetError::NotOriginForm));
+    }
+
+    #[test]
+    fn query_is_kept_and_checked() {
+        let t = Target::parse_parts("/2.0/files/1", Some("fields=name,size")).unwrap();
+        assert_eq!(t.path_and_query(), "/2.0/files/1?fields=name,size");
+        assert_eq!(
+            Target::parse_parts("/2.0/files/1", Some("a=b#frag")),
+            Err(TargetError::BadQuery)
+        );
+    }
+
+    #[test]
+    fn segments_split_the_canonical_path() {
+        let t = Target::parse_parts("/2.0/files/7", None).unwrap();
+        assert_eq!(t.segments().collect::<Vec<_>>(), ["2.0", "files", "7"]);
+    }
+}
