@@ -15,6 +15,8 @@ pub struct Loaded {
     pub config: Config,
     pub policy: Policy,
     pub keyring: Keyring,
+    /// The TLS server config, when `[tls]` is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Reads and validates the config file and the files it names.
@@ -23,6 +25,10 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, Problems> {
     let mut problems = Problems::new(path);
     let policy = Policy::load(&config.policy).map_err(|p| problems.extend(p)).ok();
     let keyring = Keyring::load(&config.keyring).map_err(|p| problems.extend(p)).ok();
+    let tls = match &config.tls {
+        Some((cert, key)) => crate::server::tls_config(cert, key).map_err(|p| problems.extend(p)).ok(),
+        None => None,
+    };
     if let Some(p) = &policy {
         for s in &config.parent_scopes {
             if !p.scopes.is_known(s) {
@@ -31,7 +37,7 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, Problems> {
         }
     }
     match (policy, keyring) {
-        (Some(policy), Some(keyring)) if problems.is_empty() => Ok(Loaded { config, policy, keyring }),
+        (Some(policy), Some(keyring)) if problems.is_empty() => Ok(Loaded { config, policy, keyring, tls }),
         _ => Err(problems),
     }
 }

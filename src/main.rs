@@ -47,9 +47,13 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => match scopegate::app::load(&config) {
             Ok(l) => {
-                println!("{}: ok", config.display());
+                use std::io::Write;
+                // A closed pipe (`| head`) ends the listing quietly.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}: ok", config.display());
                 for r in l.policy.routes() {
-                    println!("{:<32} {:<7} {:<60} {:<24} {}", r.name, r.method, r.template, format!("{:?}", r.object), r.scope_names);
+                    let object = format!("{:?}", r.object);
+                    let _ = writeln!(out, "{:<32} {:<7} {:<56} {:<36} {}", r.name, r.method, r.template, object, r.scope_names);
                 }
                 ExitCode::SUCCESS
             }
@@ -85,16 +89,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(loaded: scopegate::app::Loaded) -> ExitCode {
-    let tls = match &loaded.config.tls {
-        Some((cert, key)) => match scopegate::server::tls_config(cert, key) {
-            Ok(t) => Some(t),
-            Err(p) => {
-                eprintln!("{p}");
-                return ExitCode::from(EX_USAGE);
-            }
-        },
-        None => None,
-    };
+    let tls = loaded.tls.clone();
     let (public_addr, admin_addr, grace) = (loaded.config.public, loaded.config.admin, loaded.config.drain);
     let gw = match scopegate::app::build(loaded, scopegate::metrics::Metrics::new()) {
         Ok(g) => g,
