@@ -341,3 +341,91 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name_and_labels).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or(0.0)
 }
+
+/// A `scopegate serve` process started from a config file.
+pub struct Proc {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Starts the real binary and waits for its "listening" line.
+pub async fn spawn_gateway(config: &Path) -> Proc {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_scopegate"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("gateway did not start")
+        .unwrap()
+        .expect("gateway exited before listening");
+    // "scopegate listening public=ADDR admin=ADDR"
+    let field = |k: &str| -> SocketAddr {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .parse()
+            .unwrap()
+    };
+    let (addr, admin) = (field("public="), field("admin="));
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Proc { child, addr, admin }
+}
+
+impl Proc {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        let req = Request::get(self.url(path))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send(&client(), req).await
+    }
+
+    pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> Resp {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let req = Request::post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        send(&client(), req).await
+    }
+
+    pub async fn mint(&self, scope: &str, resource: Option<&str>) -> String {
+        let res = resource.map(|r| format!("https://api.box.com{r}"));
+        let mut pairs = vec![
+            ("grant_type", EXCHANGE),
+            ("subject_token", PARENT),
+            ("subject_token_type", ACCESS),
+            ("scope", scope),
+        ];
+        if let Some(r) = &res {
+            pairs.push(("resource", r));
+        }
+        let r = self.post_form("/oauth2/token", &pairs).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// The process's peak resident memory (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM in /proc/PID/status")
+            * 1024
+    }
+}
