@@ -98,6 +98,15 @@ struct Raw {
     log: RawLog,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    subtree: RawSubtree,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSubtree {
+    cache_ttl: Option<String>,
+    cache_entries: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +243,16 @@ pub struct Upstream {
     pub ca_bundle: Option<PathBuf>,
 }
 
+/// Folder-subtree checks (see `crate::ancestry`).
+#[derive(Debug, Clone)]
+pub struct Subtree {
+    /// How long an item's ancestry is trusted; default 30 s. An item moved
+    /// out of a folder stays reachable with that folder's tokens this long.
+    pub cache_ttl: Duration,
+    /// Items whose ancestry is cached; default 100,000.
+    pub cache_entries: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Introspection {
     pub url: Uri,
@@ -282,6 +301,7 @@ pub struct Config {
     pub json_body_limit: usize,
     /// Grant cache capacity in entries; default 1,000,000.
     pub grant_cache_entries: u64,
+    pub subtree: Subtree,
 }
 
 /// Parses `"250ms"`, `"5s"`, `"10m"`, `"1h"`, `"2d"`.
@@ -470,6 +490,10 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         oauth_body_limit: raw.limits.oauth_body.unwrap_or(16 * 1024),
         json_body_limit: raw.limits.json_body.unwrap_or(1024 * 1024),
         grant_cache_entries: raw.limits.grant_cache_entries.unwrap_or(1_000_000),
+        subtree: Subtree {
+            cache_ttl: dur(&mut p, "subtree.cache_ttl", raw.subtree.cache_ttl.as_ref(), crate::ancestry::DEFAULT_TTL),
+            cache_entries: raw.subtree.cache_entries.unwrap_or(crate::ancestry::DEFAULT_ENTRIES),
+        },
     };
     p.into_result(config)
 }

@@ -139,6 +139,16 @@ curl -s -i {gw}/oauth2/revoke -d token=$TOKEN -d client_id=demo -d client_secret
 # 5. The same call as in step 2 now gets 401 invalid_token
 curl -s -i -H "Authorization: Bearer $TOKEN" {gw}/2.0/files/1001
 
+# 6. A folder token (Content Explorer's scope) browses the folder's whole subtree
+FOLDER=$(curl -s {gw}/oauth2/token \
+  -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+  -d subject_token={parent} \
+  -d subject_token_type=urn:ietf:params:oauth:token-type:access_token \
+  -d scope=base_explorer \
+  -d resource={gw}/2.0/folders/100 | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+curl -s -H "Authorization: Bearer $FOLDER" {gw}/2.0/folders/111/items    # a subfolder two levels down: 200
+curl -s -H "Authorization: Bearer $FOLDER" {gw}/2.0/folders/200/items    # the sibling "Private": 403
+
 Press Ctrl-C to stop.
 "#,
         admin = d.admin_addr,

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, header};
 use hyper::body::Incoming;
@@ -19,10 +20,12 @@ use hyper::body::Incoming;
 use crate::body::{self, Body};
 use crate::error::Rejection;
 use crate::gateway::Gateway;
-use crate::grant::{Grant, Item};
+use crate::ancestry::AncestryError;
+use crate::grant::{Forward, Grant, Item};
 use crate::policy::{ItemKind, ObjectRule, Route};
 use crate::proxy::{Permit, REWRITING};
 use crate::target::Target;
+use serde_json::Value;
 
 /// Headers that change whom the upstream acts for. Box honours `As-User`
 /// (act as another user) and `BoxApi: shared_link=...` (act through a shared
@@ -120,10 +123,7 @@ pub async fn decide(gw: &Gateway, parts: &Parts, body: Incoming) -> (Option<Arc<
         if grant.is_minted() && IMPERSONATING.iter().any(|h| parts.headers.contains_key(*h)) {
             return Err(Rejection::Forbidden("As-User and BoxApi headers are not accepted with a downscoped token"));
         }
-        let body = match grant.restricted_to() {
-            None => body::boxed(body),
-            Some(item) => check_object(gw, r, item, |i| m.param(i), &parts.headers, body).await?,
-        };
+        let body = check_object(gw, r, &grant, |i| m.param(i), &parts.headers, body).await?;
         Ok(Allowed {
             permit: Permit::new(r.name.clone(), target.clone(), grant.forward()),
             body,
@@ -150,77 +150,132 @@ fn target_reason(e: crate::target::TargetError) -> &'static str {
     }
 }
 
-/// Phase 6 for a token restricted to `item`. Returns the body to forward.
+/// An id safe to put in an upstream path: Box ids are digits; we allow a
+/// little more, never a delimiter.
+fn plain_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Does the restriction cover `named`? The same item, or for a folder
+/// restriction anything below it (asked of the upstream with the parent).
+async fn covers(gw: &Gateway, restriction: &Item, named: &Item, grant: &Grant) -> Result<bool, Rejection> {
+    if restriction == named {
+        return Ok(true);
+    }
+    if restriction.kind != ItemKind::Folder || !plain_id(&named.id) {
+        return Ok(false);
+    }
+    let Forward::Parent(parent) = grant.forward() else {
+        return Ok(false);
+    };
+    match gw.ancestry.is_within(named, &restriction.id, parent).await {
+        Ok(within) => Ok(within),
+        Err(AncestryError::NotVisible) => Ok(false),
+        Err(AncestryError::Unavailable) => Err(Rejection::Unavailable("the upstream could not tell where the item is")),
+    }
+}
+
+async fn read_json(gw: &Gateway, body: Incoming) -> Result<(Bytes, Value), Rejection> {
+    let bytes = body::read_limited(body, gw.config.json_body_limit)
+        .await
+        .map_err(|e| match e {
+            body::ReadError::TooLarge => Rejection::TooLarge,
+            body::ReadError::Broken => Rejection::BadRequest("the request body could not be read"),
+        })?;
+    if bytes.is_empty() {
+        return Ok((bytes, Value::Null));
+    }
+    let json = crate::json::parse_strict(&bytes).map_err(|_| Rejection::BadRequest("the body is not JSON without duplicate keys"))?;
+    Ok((bytes, json))
+}
+
+/// Phase 6 for a grant restricted to an item. Returns the body to forward.
 async fn check_object<'p>(
     gw: &Gateway,
     route: &Route,
-    item: &Item,
+    grant: &Grant,
     param: impl Fn(usize) -> Option<&'p str>,
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Body, Rejection> {
+    let Some(restriction) = grant.restricted_to() else {
+        return Ok(body::boxed(body));
+    };
     let outside = |why| Rejection::OutsideRestriction {
         needed: route.scope_names.clone(),
         why,
     };
-    let same = |kind: ItemKind, id: &str| kind == item.kind && id == &*item.id;
-    match &route.object {
-        ObjectRule::None { restricted_ok: true } => Ok(body::boxed(body)),
-        ObjectRule::None { restricted_ok: false } => Err(outside("this endpoint is not open to item-restricted tokens")),
+    // The JSON body, when this route's rules need it (read once, forwarded as read).
+    let mut json: Option<(Bytes, Value)> = None;
+    let mut forward_body: Option<Body> = None;
+    let named = match &route.object {
+        ObjectRule::None { restricted_ok: true } => return Ok(body::boxed(body)),
+        ObjectRule::None { restricted_ok: false } => return Err(outside("this endpoint is not open to item-restricted tokens")),
         ObjectRule::Path { kind, param: i } => {
-            let id = param(*i).ok_or(Rejection::NoRoute)?;
-            if same(*kind, id) {
-                Ok(body::boxed(body))
+            if route.destination.is_some() {
+                json = Some(read_json(gw, body).await?);
             } else {
-                Err(outside("the request names another item"))
+                forward_body = Some(body::boxed(body));
+            }
+            Item {
+                kind: *kind,
+                id: param(*i).ok_or(Rejection::NoRoute)?.into(),
             }
         }
         ObjectRule::Body { .. } | ObjectRule::BodyItem { .. } => {
-            let bytes = body::read_limited(body, gw.config.json_body_limit)
-                .await
-                .map_err(|e| match e {
-                    body::ReadError::TooLarge => Rejection::TooLarge,
-                    body::ReadError::Broken => Rejection::BadRequest("the request body could not be read"),
-                })?;
-            let json = crate::json::parse_strict(&bytes)
-                .map_err(|_| Rejection::BadRequest("the body is not JSON without duplicate keys"))?;
+            let (bytes, value) = read_json(gw, body).await?;
             let named = match &route.object {
-                ObjectRule::Body { kind, field } => crate::json::field(&json, field)
+                ObjectRule::Body { kind, field } => crate::json::field(&value, field)
                     .and_then(crate::json::id_of)
-                    .map(|id| (*kind, id)),
-                ObjectRule::BodyItem { field } => crate::json::field(&json, field).and_then(|v| {
+                    .map(|id| Item { kind: *kind, id: id.into() }),
+                ObjectRule::BodyItem { field } => crate::json::field(&value, field).and_then(|v| {
                     let kind = ItemKind::parse(v.get("type")?.as_str()?)?;
-                    Some((kind, crate::json::id_of(v.get("id")?)?))
+                    Some(Item {
+                        kind,
+                        id: crate::json::id_of(v.get("id")?)?.into(),
+                    })
                 }),
                 _ => None,
             };
-            match named {
-                Some((kind, id)) if same(kind, &id) => Ok(body::full(bytes)),
-                Some(_) => Err(outside("the request names another item")),
-                None => Err(Rejection::BadRequest("the body does not name the item this route acts on")),
-            }
+            json = Some((bytes, value));
+            named.ok_or(Rejection::BadRequest("the body does not name the item this route acts on"))?
         }
         ObjectRule::Upload { kind, field } => {
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let boundary =
-                crate::upload::boundary(ct).ok_or(Rejection::BadRequest("an upload must be multipart/form-data"))?;
+            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let boundary = crate::upload::boundary(ct).ok_or(Rejection::BadRequest("an upload must be multipart/form-data"))?;
             let (attrs, replay) = crate::upload::read_attributes(body, &boundary).await.map_err(|e| match e {
                 crate::upload::UploadError::TooLong => Rejection::TooLarge,
                 _ => Rejection::BadRequest("the upload's first part must be its JSON attributes"),
             })?;
+            forward_body = Some(body::boxed(replay));
             let id = crate::json::field(&attrs, field)
                 .and_then(crate::json::id_of)
                 .ok_or(Rejection::BadRequest("the upload attributes name no parent folder"))?;
-            if same(*kind, &id) {
-                Ok(body::boxed(replay))
-            } else {
-                Err(outside("the upload goes to another folder"))
+            Item { kind: *kind, id: id.into() }
+        }
+    };
+    if !covers(gw, restriction, &named, grant).await? {
+        return Err(outside("the request names an item outside the token's restriction"));
+    }
+    if let Some(field) = &route.destination {
+        if let Some((_, value)) = &json
+            && let Some(dest) = crate::json::field(value, field)
+        {
+            let id = crate::json::id_of(dest).ok_or(Rejection::BadRequest("the destination folder id is not an id"))?;
+            let dest = Item {
+                kind: ItemKind::Folder,
+                id: id.into(),
+            };
+            if !covers(gw, restriction, &dest, grant).await? {
+                return Err(outside("the destination folder is outside the token's restriction"));
             }
         }
     }
+    Ok(match (json, forward_body) {
+        (Some((bytes, _)), _) => body::full(bytes),
+        (None, Some(b)) => b,
+        (None, None) => body::empty(),
+    })
 }
 
 #[cfg(test)]

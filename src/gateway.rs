@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::ancestry::Ancestry;
 use crate::body::Body;
 use crate::config::{Config, Problems};
 use crate::cors::Cors;
@@ -46,6 +47,7 @@ pub struct Gateway {
     pub client: Client,
     pub introspector: Option<Arc<Introspector>>,
     pub metrics: Metrics,
+    pub ancestry: Ancestry,
     cors: Cors,
     /// Set once the revocation history has been replayed (and, in fleet
     /// mode, the stream is live); `/readyz` reports it.
@@ -77,7 +79,9 @@ impl Gateway {
             introspector.clone(),
             config.grant_cache_entries,
         );
+        let ancestry = Ancestry::new(&config.subtree, client.clone(), config.upstream.api.clone(), metrics.clone());
         let gw = Gateway {
+            ancestry,
             cors: Cors::new(&config.cors_origins),
             policy: ArcSwap::from_pointee(policy),
             grants,

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod ancestry;
 pub mod app;
 pub mod body;
 pub mod clock;

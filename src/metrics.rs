@@ -31,6 +31,8 @@ pub struct Metrics {
     pub introspection_errors: IntCounter,
     /// kind (unreachable|timeout).
     pub upstream_errors: IntCounterVec,
+    /// result (hit|miss|error): folder-subtree ancestry lookups.
+    pub ancestry_lookups: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -123,6 +125,12 @@ impl Metrics {
                 "scopegate_upstream_errors_total",
                 "Upstream calls that failed, by kind.",
                 &["kind"],
+            ),
+            ancestry_lookups: counter_vec(
+                &r,
+                "scopegate_ancestry_lookups_total",
+                "Folder-subtree ancestry lookups by result (hit, miss, error).",
+                &["result"],
             ),
             registry: r,
         }

@@ -74,6 +74,8 @@ pub struct Route {
     /// The scope names, space-separated, for 403 challenges.
     pub scope_names: String,
     pub object: ObjectRule,
+    /// A dotted JSON body field naming a destination folder (moves, copies).
+    pub destination: Option<Vec<String>>,
 }
 
 /// A matched route with its path parameters.
@@ -132,6 +134,7 @@ struct RawRoute {
     scopes: Vec<String>,
     object: String,
     restricted: Option<String>,
+    destination: Option<String>,
 }
 
 impl Policy {
@@ -204,6 +207,16 @@ impl Policy {
         }
         let scopes = self.scopes.exact(r.scopes.iter().map(String::as_str)).map_err(|e| ("scopes", e.to_string()))?;
         let object = parse_object(&r.object, r.restricted.as_deref(), &params)?;
+        let destination = match r.destination.as_deref() {
+            None => None,
+            Some(d) => {
+                let field = d.strip_prefix("folder:body.").filter(|f| !f.split('.').any(str::is_empty));
+                match field {
+                    Some(f) if !matches!(object, ObjectRule::None { .. }) => Some(f.split('.').map(str::to_owned).collect()),
+                    _ => return Err(("destination", format!("`{d}` must be \"folder:body.FIELD\" on a route with an object"))),
+                }
+            }
+        };
         Ok(Route {
             name: r.name.into(),
             method,
@@ -211,6 +224,7 @@ impl Policy {
             scopes,
             scope_names: r.scopes.join(" "),
             object,
+            destination,
         })
     }
 

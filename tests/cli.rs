@@ -125,5 +125,24 @@ async fn the_demo_walkthrough_does_what_it_says() {
     let r = send(&c, get("/2.0/files/1001", &token)).await;
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").contains("invalid_token"));
+    // 6. a folder token browses a subfolder, not the sibling
+    let r = send(
+        &c,
+        post(
+            "/oauth2/token",
+            vec![
+                ("grant_type", EXCHANGE.into()),
+                ("subject_token", parent.clone()),
+                ("subject_token_type", ACCESS.into()),
+                ("scope", "base_explorer".into()),
+                ("resource", format!("{gw}/2.0/folders/100")),
+            ],
+        ),
+    )
+    .await;
+    let folder = r.json()["access_token"].as_str().unwrap().to_string();
+    let r = send(&c, get("/2.0/folders/111/items", &folder)).await;
+    assert_eq!((r.status, r.json()["entries"][0]["name"].as_str()), (200, Some("q3.pdf")));
+    assert_eq!(send(&c, get("/2.0/folders/200/items", &folder)).await.status, 403);
     child.kill().await.unwrap();
 }
