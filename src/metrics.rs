@@ -9,6 +9,28 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
+/// Every metric family this module registers, by its exported name.
+///
+/// Deploy artefacts (alert rules, the Grafana dashboard) are checked against
+/// this list by `tests/deploy.rs`, and the unit test below proves it matches
+/// the registry, so a renamed metric breaks a test instead of an alert.
+pub const METRIC_NAMES: &[&str] = &[
+    "scopegate_requests_total",
+    "scopegate_decision_seconds",
+    "scopegate_upstream_seconds",
+    "scopegate_grant_cache_hits_total",
+    "scopegate_grant_cache_misses_total",
+    "scopegate_grant_cache_entries",
+    "scopegate_tokens_minted_total",
+    "scopegate_oauth_requests_total",
+    "scopegate_revocations_applied_total",
+    "scopegate_revocation_entries",
+    "scopegate_revocation_propagation_seconds",
+    "scopegate_revocation_stream_staleness_seconds",
+    "scopegate_introspection_errors_total",
+    "scopegate_upstream_errors_total",
+];
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -142,10 +164,39 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+
+    /// Names of the families `gather` returns now. A labelled family
+    /// appears only once one of its label sets has been used.
+    pub fn families(&self) -> Vec<String> {
+        self.registry.gather().iter().map(|f| f.name().to_string()).collect()
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn metric_names_list_every_registered_family() {
+        let m = Metrics::new();
+        // Vecs without a child are left out of `gather`; touch each once.
+        m.requests.with_label_values(&["r", "allow", "ok"]).inc();
+        m.upstream_seconds.with_label_values(&["r"]).observe(0.1);
+        m.oauth_requests.with_label_values(&["exchange", "ok"]).inc();
+        m.revocations_applied.with_label_values(&["token", "api"]).inc();
+        m.upstream_errors.with_label_values(&["timeout"]).inc();
+
+        let registered: BTreeSet<String> = m.families().into_iter().collect();
+        let listed: BTreeSet<String> = METRIC_NAMES.iter().map(|s| s.to_string()).collect();
+        assert_eq!(listed.len(), METRIC_NAMES.len(), "METRIC_NAMES has a duplicate");
+        assert_eq!(registered, listed);
+        assert!(METRIC_NAMES.iter().all(|n| n.starts_with("scopegate_")));
     }
 }
