@@ -29,6 +29,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "scopegate_revocation_stream_staleness_seconds",
     "scopegate_introspection_errors_total",
     "scopegate_upstream_errors_total",
+    "scopegate_ancestry_lookups_total",
 ];
 
 #[derive(Clone)]
@@ -192,6 +193,7 @@ mod tests {
         m.oauth_requests.with_label_values(&["exchange", "ok"]).inc();
         m.revocations_applied.with_label_values(&["token", "api"]).inc();
         m.upstream_errors.with_label_values(&["timeout"]).inc();
+        m.ancestry_lookups.with_label_values(&["hit"]).inc();
 
         let registered: BTreeSet<String> = m.families().into_iter().collect();
         let listed: BTreeSet<String> = METRIC_NAMES.iter().map(|s| s.to_string()).collect();
