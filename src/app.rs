@@ -49,19 +49,29 @@ pub enum StartError {
     Config(Problems),
     #[error("revocation log: {0}")]
     Log(#[from] crate::revocation::LogError),
+    #[error("revocation stream: {0}")]
+    Stream(#[from] crate::revocation::stream::StreamError),
 }
 
 /// Replays the revocation log and builds the gateway, ready to serve.
 pub fn build(loaded: Loaded, metrics: Metrics) -> Result<Arc<Gateway>, StartError> {
-    let (revocations, replay) = Revocations::open(&loaded.config.data_dir, crate::clock::unix_now())?;
-    if replay.torn_bytes > 0 {
-        tracing::warn!(torn_bytes = replay.torn_bytes, "revocation log had a torn tail; whole records kept");
-    }
-    tracing::info!(
-        replayed = replay.events.len(),
-        live = revocations.state().len(),
-        "revocation log replayed"
-    );
+    // rediss:// connections build their TLS config from the process default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let revocations = match &loaded.config.stream {
+        Some(cfg) => Revocations::with_stream(crate::revocation::stream::RevocationStream::new(cfg.clone())?),
+        None => {
+            let (revocations, replay) = Revocations::open(&loaded.config.data_dir, crate::clock::unix_now())?;
+            if replay.torn_bytes > 0 {
+                tracing::warn!(torn_bytes = replay.torn_bytes, "revocation log had a torn tail; whole records kept");
+            }
+            tracing::info!(
+                replayed = replay.events.len(),
+                live = revocations.state().len(),
+                "revocation log replayed"
+            );
+            revocations
+        }
+    };
     let gw = Gateway::new(loaded.config, loaded.policy, loaded.keyring, Arc::new(revocations), metrics)
         .map_err(StartError::Config)?;
     gw.metrics.revocation_entries.set(gw.revocations.state().len() as i64);

@@ -180,7 +180,18 @@ struct RawCors {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRevocation {
+    backend: Option<String>,
     data_dir: Option<String>,
+    redis: Option<RawRedis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    url: String,
+    stream: Option<String>,
+    stale_after: Option<String>,
+    on_stale: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -293,6 +304,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Directory of the durable revocation log; default `data` next to the file.
     pub data_dir: PathBuf,
+    /// Fleet mode: revocations over a Redis stream instead of the log.
+    pub stream: Option<crate::revocation::stream::StreamConfig>,
     pub admin_secret: Option<String>,
     pub log_json: bool,
     /// Largest `/oauth2/*` form body read; default 16 KiB.
@@ -467,8 +480,43 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         }
     }
 
+    let stream = match (raw.revocation.backend.as_deref(), &raw.revocation.redis) {
+        (None | Some("log"), None) => None,
+        (None | Some("log"), Some(_)) => {
+            p.push("revocation.redis", "set backend = \"redis\" to use it (the backend is \"log\")");
+            None
+        }
+        (Some("redis"), None) => {
+            p.push("revocation.backend", "\"redis\" needs a [revocation.redis] section with a url");
+            None
+        }
+        (Some("redis"), Some(r)) => {
+            if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) || redis::Client::open(r.url.as_str()).is_err() {
+                p.push("revocation.redis.url", "must be redis://[user:password@]host:port/db or rediss://... (TLS)");
+            }
+            let on_stale = match r.on_stale.as_deref() {
+                None | Some("reject") => crate::revocation::stream::OnStale::Reject,
+                Some("serve") => crate::revocation::stream::OnStale::Serve,
+                Some(o) => {
+                    p.push("revocation.redis.on_stale", format!("`{o}` must be \"reject\" or \"serve\""));
+                    crate::revocation::stream::OnStale::Reject
+                }
+            };
+            Some(crate::revocation::stream::StreamConfig {
+                url: r.url.clone(),
+                key: r.stream.clone().unwrap_or_else(|| "scopegate:revocations".into()),
+                stale_after: dur(&mut p, "revocation.redis.stale_after", r.stale_after.as_ref(), Duration::from_secs(5)),
+                on_stale,
+            })
+        }
+        (Some(o), _) => {
+            p.push("revocation.backend", format!("`{o}` must be \"log\" or \"redis\""));
+            None
+        }
+    };
     let config = Config {
         source: path.to_path_buf(),
+        stream,
         public,
         admin,
         drain: dur(&mut p, "listen.drain", raw.listen.drain.as_ref(), Duration::from_secs(30)),

@@ -94,6 +94,9 @@ pub async fn decide(gw: &Gateway, parts: &Parts, body: Incoming) -> (Option<Arc<
         }
         let now = crate::clock::unix_now();
         let (grant, cache_hit) = gw.grants.resolve(token, &policy.scopes, now).await?;
+        if grant.is_minted() && gw.revocations.must_refuse_minted() {
+            return Err(Rejection::Unavailable("the revocation stream is not confirmed live"));
+        }
         if gw
             .revocations
             .is_revoked(grant.token_hash(), grant.family(), grant.subject(), grant.iat())

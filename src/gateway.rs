@@ -104,8 +104,9 @@ impl Gateway {
         self.ready.store(ready, Ordering::Release);
     }
 
+    /// Serving, history replayed, and (fleet mode) the stream live.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.revocations.is_ready()
     }
 
     /// Every public request enters here; never fails, never panics on input.

@@ -30,6 +30,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "scopegate_introspection_errors_total",
     "scopegate_upstream_errors_total",
     "scopegate_ancestry_lookups_total",
+    "scopegate_revocation_stream_malformed_total",
 ];
 
 #[derive(Clone)]
@@ -56,6 +57,8 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     /// result (hit|miss|error): folder-subtree ancestry lookups.
     pub ancestry_lookups: IntCounterVec,
+    /// Stream entries that did not decode as events (skipped).
+    pub revocation_stream_malformed: IntCounter,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -154,6 +157,11 @@ impl Metrics {
                 "scopegate_ancestry_lookups_total",
                 "Folder-subtree ancestry lookups by result (hit, miss, error).",
                 &["result"],
+            ),
+            revocation_stream_malformed: counter(
+                &r,
+                "scopegate_revocation_stream_malformed_total",
+                "Revocation stream entries that did not decode as events and were skipped.",
             ),
             registry: r,
         }

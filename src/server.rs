@@ -116,6 +116,24 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let admin_task = tokio::spawn(admin_loop(gw.clone(), admin, stop_rx.clone()));
+    let consumer = gw.revocations.stream().cloned().map(|stream| {
+        let g = gw.clone();
+        tokio::spawn(stream.consume(
+            gw.revocations.state().clone(),
+            gw.metrics.clone(),
+            move |ev| {
+                // Eviction is memory hygiene: the state check refuses revoked tokens anyway.
+                if let crate::revocation::Target::Token(h) = &ev.target {
+                    let h = *h;
+                    let g = g.clone();
+                    tokio::spawn(async move { g.grants.forget(&h).await });
+                } else {
+                    g.grants.forget_all();
+                }
+            },
+            stop_rx.clone(),
+        ))
+    });
     let graceful = GracefulShutdown::new();
     let b = builder();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -163,6 +181,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
     let _ = maintenance.await;
+    if let Some(c) = consumer {
+        let _ = c.await;
+    }
 }
 
 async fn admin_loop(gw: Arc<Gateway>, admin: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {

@@ -23,4 +23,5 @@ pub use event::{Event, EventError, Source, Target};
 pub use log::{LogError, Replay, RevocationLog};
 pub use state::{Counts, RevocationState};
 pub mod service;
+pub mod stream;
 pub use service::Revocations;

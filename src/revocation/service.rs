@@ -1,23 +1,41 @@
-//! The revocation service: state, durable log and the grant cache, kept in
-//! step.
+//! The revocation service: state, the durable sink and the grant cache, kept
+//! in step.
 //!
 //! A revocation is applied to the in-memory state first (so the very next
-//! request is refused even if the disk fails), then appended and synced to
-//! the log; only then is the revoker answered. Cached grants it covers are
+//! request is refused even if the sink fails), then made durable: appended
+//! and fsynced to the embedded log, or accepted by the Redis stream in fleet
+//! mode. Only then is the revoker answered. Cached grants it covers are
 //! dropped too, although the state check on every request would refuse them
-//! anyway. A background task sweeps expired entries and compacts the log.
+//! anyway. A background task sweeps expired entries and compacts the log or
+//! trims the stream.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::stream::{OnStale, RevocationStream, StreamError};
 use super::{Event, LogError, Replay, RevocationLog, RevocationState, Target};
 use crate::grant::Grants;
 use crate::metrics::Metrics;
 
+/// Where revocations are made durable.
+enum Sink {
+    Log(RevocationLog),
+    Stream(Arc<RevocationStream>),
+}
+
+/// Why a revocation could not be made durable (the revoker gets 503).
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+}
+
 pub struct Revocations {
     state: Arc<RevocationState>,
-    log: RevocationLog,
+    sink: Sink,
 }
 
 impl Revocations {
@@ -30,7 +48,46 @@ impl Revocations {
             state.apply(ev);
         }
         state.sweep(now);
-        Ok((Revocations { state, log }, replay))
+        Ok((
+            Revocations {
+                state,
+                sink: Sink::Log(log),
+            },
+            replay,
+        ))
+    }
+
+    /// Fleet mode: history comes from the stream, read by [`Revocations::stream`]'s consumer.
+    pub fn with_stream(stream: RevocationStream) -> Revocations {
+        Revocations {
+            state: Arc::new(RevocationState::new()),
+            sink: Sink::Stream(Arc::new(stream)),
+        }
+    }
+
+    pub fn stream(&self) -> Option<&Arc<RevocationStream>> {
+        match &self.sink {
+            Sink::Stream(s) => Some(s),
+            Sink::Log(_) => None,
+        }
+    }
+
+    /// Ready: history replayed (the log is replayed before start; the stream
+    /// must have caught up and be live).
+    pub fn is_ready(&self) -> bool {
+        match &self.sink {
+            Sink::Log(_) => true,
+            Sink::Stream(s) => s.is_fresh(),
+        }
+    }
+
+    /// True when gateway-minted tokens must be refused with 503: the stream
+    /// is not confirmed live and the operator chose to fail closed.
+    pub fn must_refuse_minted(&self) -> bool {
+        match &self.sink {
+            Sink::Log(_) => false,
+            Sink::Stream(s) => s.config().on_stale == OnStale::Reject && !s.is_fresh(),
+        }
     }
 
     /// The hot-path check.
@@ -43,14 +100,14 @@ impl Revocations {
     }
 
     /// Applies, makes durable, and evicts cached grants. Returns once the
-    /// event is synced to disk.
-    pub async fn revoke(&self, ev: Event, grants: &Grants, metrics: &Metrics) -> Result<(), LogError> {
+    /// event is synced to disk or accepted by the stream.
+    pub async fn revoke(&self, ev: Event, grants: &Grants, metrics: &Metrics) -> Result<(), SinkError> {
         self.state.apply(&ev);
-        match &ev.target {
-            Target::Token(h) => grants.forget(h).await,
-            _ => grants.forget_all(),
+        evict(&ev, grants).await;
+        match &self.sink {
+            Sink::Log(log) => log.append(&ev).await?,
+            Sink::Stream(s) => s.append(&ev).await?,
         }
-        self.log.append(&ev).await?;
         metrics
             .revocations_applied
             .with_label_values(&[ev.kind(), ev.source.as_str()])
@@ -59,18 +116,29 @@ impl Revocations {
         Ok(())
     }
 
-    /// Drops expired entries; rewrites the log when something was dropped.
-    pub async fn compact(&self, now: u64) -> Result<usize, LogError> {
+    /// Drops expired entries; rewrites the log when something was dropped,
+    /// or trims the stream of expired entries.
+    pub async fn compact(&self, now: u64) -> Result<usize, SinkError> {
         let dropped = self.state.sweep(now);
-        if dropped > 0 {
-            let state = self.state.clone();
-            self.log.compact_with(move || state.snapshot()).await?;
+        match &self.sink {
+            Sink::Log(log) if dropped > 0 => {
+                let state = self.state.clone();
+                log.compact_with(move || state.snapshot()).await?;
+            }
+            Sink::Log(_) => {}
+            Sink::Stream(s) => {
+                s.trim(now).await?;
+            }
         }
         Ok(dropped)
     }
 
+    /// Size of the embedded log in bytes (0 in fleet mode).
     pub fn log_size(&self) -> u64 {
-        self.log.size_bytes()
+        match &self.sink {
+            Sink::Log(log) => log.size_bytes(),
+            Sink::Stream(_) => 0,
+        }
     }
 
     /// Sweeps and compacts every `every` until `shutdown` fires.
@@ -80,14 +148,22 @@ impl Revocations {
             tokio::select! {
                 _ = tick.tick() => {
                     match self.compact(crate::clock::unix_now()).await {
-                        Ok(n) if n > 0 => tracing::info!(dropped = n, "revocation log compacted"),
+                        Ok(n) if n > 0 => tracing::info!(dropped = n, "expired revocations dropped"),
                         Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "revocation log compaction failed"),
+                        Err(e) => tracing::error!(error = %e, "revocation compaction failed"),
                     }
                     metrics.revocation_entries.set(self.state.len() as i64);
                 }
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Drops cached grants an event covers.
+pub async fn evict(ev: &Event, grants: &Grants) {
+    match &ev.target {
+        Target::Token(h) => grants.forget(h).await,
+        _ => grants.forget_all(),
     }
 }
