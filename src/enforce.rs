@@ -244,10 +244,22 @@ async fn check_object<'p>(
             named.ok_or(Rejection::BadRequest("the body does not name the item this route acts on"))?
         }
         ObjectRule::Upload { kind, field } => {
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let boundary = crate::upload::boundary(ct).ok_or(Rejection::BadRequest("an upload must be multipart/form-data"))?;
+            // Two Content-Types could give the upstream another boundary,
+            // and so other parts, than the one checked here.
+            if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+                return Err(Rejection::BadRequest("an upload must have one Content-Type"));
+            }
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let boundary =
+                crate::upload::boundary(ct).ok_or(Rejection::BadRequest("an upload must be multipart/form-data"))?;
             let (attrs, replay) = crate::upload::read_attributes(body, &boundary).await.map_err(|e| match e {
                 crate::upload::UploadError::TooLong => Rejection::TooLarge,
+                crate::upload::UploadError::ExtraPart => {
+                    Rejection::BadRequest("an upload must be its attributes part and one file part")
+                }
                 _ => Rejection::BadRequest("the upload's first part must be its JSON attributes"),
             })?;
             forward_body = Some(body::boxed(replay));

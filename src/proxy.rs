@@ -159,6 +159,9 @@ pub async fn forward(
         .observe(started.elapsed().as_secs_f64());
     let resp = match result {
         Ok(r) => r,
+        Err(UpstreamError::RefusedBody) => {
+            return Err(Rejection::BadRequest("an upload must be its attributes part and one file part"));
+        }
         Err(e) => {
             let kind = match e {
                 UpstreamError::Timeout => "timeout",

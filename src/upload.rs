@@ -7,6 +7,13 @@
 //! what it read followed by the rest of the stream, so a multi-GB upload
 //! streams through in constant memory. A body whose first part is not
 //! `attributes` is refused rather than buffered.
+//!
+//! The checked `attributes` part must also be the only one: a multipart
+//! parser upstream may take a later `attributes` part (or a second `file`
+//! part with new attributes before it) as the real destination. So the
+//! stream after the checked part is watched ([`Guard`]): one more part (the
+//! file), then the close delimiter, and nothing else; anything more fails the
+//! body before the bytes that would start another part are sent on.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -33,6 +40,8 @@ pub enum UploadError {
     TooLong,
     #[error("the body ended or broke before the attributes part did")]
     Truncated,
+    #[error("the upload has parts after its file part")]
+    ExtraPart,
 }
 
 /// The boundary of a `multipart/form-data` content type. Ambiguous forms
@@ -67,12 +76,17 @@ where
 {
     let mut buf = BytesMut::new();
     loop {
-        if let Some(attrs) = parse_first_part(&buf, boundary)? {
+        if let Some((attrs, end)) = parse_first_part(&buf, boundary)? {
+            // What was read past the attributes part is checked now, so a
+            // small body with extra parts is refused before anything is sent.
+            let mut guard = Guard::new(boundary);
+            guard.feed(&buf[end..])?;
             return Ok((
                 attrs,
                 Prefixed {
                     prefix: Some(buf.freeze()),
                     rest: body,
+                    guard,
                 },
             ));
         }
@@ -90,8 +104,9 @@ where
     }
 }
 
-/// `Ok(None)`: need more bytes.
-fn parse_first_part(buf: &[u8], boundary: &str) -> Result<Option<Value>, UploadError> {
+/// `Ok(None)`: need more bytes. Otherwise the attributes and the offset of
+/// the delimiter that ends their part.
+fn parse_first_part(buf: &[u8], boundary: &str) -> Result<Option<(Value, usize)>, UploadError> {
     let delim = format!("--{boundary}\r\n");
     if buf.len() < delim.len() {
         return Ok(None);
@@ -117,7 +132,77 @@ fn parse_first_part(buf: &[u8], boundary: &str) -> Result<Option<Value>, UploadE
     if !attrs.is_object() {
         return Err(UploadError::BadAttributes);
     }
-    Ok(Some(attrs))
+    Ok(Some((attrs, delim.len() + head_end + 4 + end)))
+}
+
+/// Watches the body from the delimiter that ends the checked `attributes`
+/// part: that delimiter opens the file part, the next one must close the
+/// body (`--boundary--`), and no delimiter may follow. A delimiter is
+/// matched from its line feed (`\n--boundary`), so a parser that also takes
+/// bare-LF delimiters cannot be led past it.
+#[derive(Debug)]
+struct Guard {
+    needle: Vec<u8>,
+    /// KMP failure table of `needle`: bytes arrive in chunks split anywhere.
+    fail: Vec<usize>,
+    matched: usize,
+    delimiters: usize,
+    /// `-` bytes still required right after the closing delimiter.
+    close: usize,
+}
+
+impl Guard {
+    fn new(boundary: &str) -> Guard {
+        let needle: Vec<u8> = [b"\n--".as_slice(), boundary.as_bytes()].concat();
+        let mut fail = vec![0; needle.len()];
+        let mut k = 0;
+        for i in 1..needle.len() {
+            while k > 0 && needle[i] != needle[k] {
+                k = fail[k - 1];
+            }
+            if needle[i] == needle[k] {
+                k += 1;
+            }
+            fail[i] = k;
+        }
+        Guard {
+            needle,
+            fail,
+            matched: 0,
+            delimiters: 0,
+            close: 0,
+        }
+    }
+
+    /// The next bytes of the body; `Err` once they start a part beyond the
+    /// file part (or put anything but `--` after the second delimiter).
+    fn feed(&mut self, data: &[u8]) -> Result<(), UploadError> {
+        for &b in data {
+            if self.close > 0 {
+                if b != b'-' {
+                    return Err(UploadError::ExtraPart);
+                }
+                self.close -= 1;
+                continue;
+            }
+            while self.matched > 0 && self.needle[self.matched] != b {
+                self.matched = self.fail[self.matched - 1];
+            }
+            if self.needle[self.matched] == b {
+                self.matched += 1;
+            }
+            if self.matched == self.needle.len() {
+                self.matched = self.fail[self.matched - 1];
+                self.delimiters += 1;
+                match self.delimiters {
+                    1 => {}
+                    2 => self.close = 2,
+                    _ => return Err(UploadError::ExtraPart),
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The part headers name exactly one form field, `attributes`.
@@ -139,26 +224,39 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A body that yields `prefix` first, then everything `rest` yields.
+/// A body that yields `prefix` first, then everything `rest` yields, and
+/// fails instead of yielding a chunk that would start an unchecked part.
 pub struct Prefixed<B> {
     prefix: Option<Bytes>,
     rest: B,
+    guard: Guard,
 }
 
 impl<B> HttpBody for Prefixed<B>
 where
     B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(p) = self.prefix.take() {
             if !p.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(p))));
             }
         }
-        Pin::new(&mut self.rest).poll_frame(cx)
+        let frame = match Pin::new(&mut self.rest).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => f,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            other => return other.map(|o| o.map(|r| r.map_err(Into::into))),
+        };
+        if let Some(data) = frame.data_ref() {
+            if let Err(e) = self.guard.feed(data) {
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -211,6 +309,51 @@ mod tests {
         let dup = b"--XyZ\r\nContent-Disposition: form-data; name=\"attributes\"\r\n\r\n{\"parent\":{\"id\":\"1\"},\"parent\":{\"id\":\"2\"}}\r\n--XyZ--\r\n";
         assert_eq!(read_attributes(chunks(&[dup]), "XyZ").await.err(), Some(UploadError::BadAttributes));
         assert_eq!(read_attributes(chunks(&[&BODY[..30]]), "XyZ").await.err(), Some(UploadError::Truncated));
+    }
+
+    /// A body of these parts (the first must be `attributes`), then close.
+    fn parts(p: &[(&str, &str)]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for (name, content) in p {
+            v.extend_from_slice(format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{content}\r\n").as_bytes());
+        }
+        v.extend_from_slice(b"--XyZ--\r\n");
+        v
+    }
+
+    /// Reads the attributes from `body` split at `split`, then the rest.
+    async fn replay(body: &[u8], split: usize) -> Result<Bytes, String> {
+        let (a, b) = body.split_at(split.min(body.len()));
+        let (_, rest) = read_attributes(chunks(&[a, b]), "XyZ").await.map_err(|e| e.to_string())?;
+        rest.collect().await.map(|c| c.to_bytes()).map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn parts_after_the_file_part_are_refused_wherever_the_chunks_split() {
+        let attrs = r#"{"parent":{"id":"1"}}"#;
+        let evil = r#"{"parent":{"id":"2"}}"#;
+        let refused = [
+            parts(&[("attributes", attrs), ("attributes", evil), ("file", "x")]),
+            parts(&[("attributes", attrs), ("file", "x"), ("attributes", evil), ("file", "y")]),
+            parts(&[("attributes", attrs), ("file", "x"), ("other", "z")]),
+            // A bare-LF delimiter some parsers accept.
+            [parts(&[("attributes", attrs), ("file", "x")]), b"\n--XyZ\r\n".to_vec()].concat(),
+        ];
+        for body in &refused {
+            for split in (60..body.len()).step_by(7) {
+                let r = replay(body, split).await;
+                assert!(r.is_err(), "split {split}: {}", String::from_utf8_lossy(body));
+            }
+        }
+        // Box's shape passes whole, however it is split, also when the file
+        // holds dashes and line feeds that are not a delimiter.
+        let ok = parts(&[("attributes", attrs), ("file", "a\n--XyY\r\n--Xy\n-")]);
+        for split in 60..ok.len() {
+            assert_eq!(replay(&ok, split).await.as_deref(), Ok(&ok[..]), "split {split}");
+        }
+        // Nothing but the attributes part is fine too (the upstream refuses it).
+        let only = parts(&[("attributes", attrs)]);
+        assert_eq!(replay(&only, 60).await.as_deref(), Ok(&only[..]));
     }
 
     #[test]

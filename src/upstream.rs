@@ -21,6 +21,18 @@ use rustls::pki_types::pem::PemObject;
 use crate::body::{self, Body};
 use crate::config::{Problems, Upstream};
 
+/// True when an error's chain holds the upload guard's refusal.
+fn caused_by_upload_check(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<crate::upload::UploadError>().is_some() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Why an upstream call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
@@ -30,6 +42,10 @@ pub enum UpstreamError {
     Timeout,
     #[error("upstream answer malformed")]
     Malformed,
+    /// The client's body failed the gateway's own check while streaming
+    /// (an upload part after the checked ones): the client's fault.
+    #[error("request body refused while streaming")]
+    RefusedBody,
 }
 
 /// Cheap to clone; shares the connection pool.
@@ -89,6 +105,7 @@ impl Client {
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(self.timeout, self.inner.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) if caused_by_upload_check(&e) => Err(UpstreamError::RefusedBody),
             Ok(Err(_)) => Err(UpstreamError::Unreachable),
             Ok(Ok(resp)) => Ok(resp),
         }
