@@ -62,6 +62,8 @@ pub struct Opts {
     pub upstream: Option<SocketAddr>,
     /// Leave out the upstream token and revoke endpoints.
     pub bare_upstream: bool,
+    /// Replaces the `[revocation]` section (fleet mode).
+    pub revocation: Option<String>,
 }
 
 /// A recorded answer.
@@ -151,8 +153,7 @@ file = "policy.toml"
 [cors]
 origins = ["https://app.example.com"]
 
-[revocation]
-data_dir = "data"
+{revocation}
 
 [admin]
 secret = "{ADMIN_SECRET}"
@@ -161,6 +162,7 @@ secret = "{ADMIN_SECRET}"
 "#,
         tokens = opts.tokens,
         extra = opts.extra,
+        revocation = opts.revocation.clone().unwrap_or_else(|| "[revocation]\ndata_dir = \"data\"".into()),
     );
     let path = dir.join("scopegate.toml");
     std::fs::write(&path, config).unwrap();
@@ -428,4 +430,51 @@ impl Proc {
             .expect("VmHWM in /proc/PID/status")
             * 1024
     }
+}
+
+/// The shared Redis of this machine, or `None` (the caller returns) when it
+/// is not running outside CI. Under `CI=true` a missing Redis fails the test.
+pub fn redis_url() -> Option<String> {
+    let up = std::net::TcpStream::connect_timeout(&"127.0.0.1:6379".parse().unwrap(), Duration::from_secs(1)).is_ok();
+    if up {
+        return Some("redis://127.0.0.1:6379/0".into());
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("Redis is not running on 127.0.0.1:6379 (CI=true: fleet tests must run)");
+    }
+    eprintln!("note: Redis not running on 127.0.0.1:6379; fleet test skipped outside CI");
+    None
+}
+
+/// A stream key no other test run uses.
+pub fn stream_key(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "scopegate-test:{tag}:{}:{}:{}",
+        std::process::id(),
+        scopegate::clock::unix_now_ms(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The `[revocation]` section for fleet mode.
+pub fn fleet_section(url: &str, key: &str, on_stale: &str) -> String {
+    format!(
+        "[revocation]\nbackend = \"redis\"\n\n[revocation.redis]\nurl = \"{url}\"\nstream = \"{key}\"\nstale_after = \"2s\"\non_stale = \"{on_stale}\"\n"
+    )
+}
+
+/// Polls `GET /readyz` on an admin address until it answers 200.
+pub async fn wait_ready(admin: SocketAddr) {
+    let c = client();
+    for _ in 0..200 {
+        let req = Request::get(format!("http://{admin}/readyz")).body(Full::new(Bytes::new())).unwrap();
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), c.request(req)).await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{admin} never became ready");
 }

@@ -1,0 +1,259 @@
+//! Fleet mode against the real Redis of this machine (a stream key of each
+//! test's own), with gateway processes as replicas: propagation, a replica
+//! that was down, a Redis restart mid-burst, the stale-stream failure modes,
+//! and events from other systems.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// Two replicas (real processes) sharing a keyring and a stream.
+async fn replicas(url: &str, key: &str) -> (Proc, Proc, std::path::PathBuf, std::path::PathBuf, tokio::sync::oneshot::Sender<()>) {
+    let (_api, addr, stop) = start_api().await;
+    let keyring = scopegate::token::Keyring::generate_toml("fleet");
+    let mut cfgs = Vec::new();
+    for _ in 0..2 {
+        let dir = temp_dir("fleet");
+        let opts = Opts {
+            keyring: Some(keyring.clone()),
+            revocation: Some(fleet_section(url, key, "reject")),
+            ..Default::default()
+        };
+        cfgs.push(write_config(&dir, addr, &opts));
+    }
+    let a = spawn_gateway(&cfgs[0]).await;
+    let b = spawn_gateway(&cfgs[1]).await;
+    wait_ready(a.admin).await;
+    wait_ready(b.admin).await;
+    (a, b, cfgs[0].clone(), cfgs[1].clone(), stop)
+}
+
+/// Polls until the token is refused (revocations travel asynchronously).
+async fn until_refused(p: &Proc, token: &str) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        let s = p.get("/2.0/folders/0", token).await.status;
+        if s == 401 {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still {s} after 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_revoked_on_one_replica_is_refused_by_the_other() {
+    let Some(url) = redis_url() else { return };
+    let key = stream_key("ab");
+    let (a, b, _, _, stop) = replicas(&url, &key).await;
+    let t = a.mint("item_read", None).await;
+    assert_eq!(b.get("/2.0/folders/0", &t).await.status, 200);
+    let r = a.post_form("/oauth2/revoke", &[("token", &t)]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(a.get("/2.0/folders/0", &t).await.status, 401, "the revoking replica refuses at once");
+    let took = until_refused(&b, &t).await;
+    eprintln!("propagated to the other replica in {took:?}");
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn a_replica_down_during_the_revocation_refuses_it_once_ready() {
+    let Some(url) = redis_url() else { return };
+    let key = stream_key("down");
+    let (a, mut b, _, b_cfg, stop) = replicas(&url, &key).await;
+    let t = a.mint("item_read", None).await;
+    b.child.start_kill().unwrap();
+    b.child.wait().await.unwrap();
+    assert_eq!(a.post_form("/oauth2/revoke", &[("token", &t)]).await.status, 200);
+    let b = spawn_gateway(&b_cfg).await;
+    wait_ready(b.admin).await;
+    // As soon as it reports ready, the history is applied.
+    assert_eq!(b.get("/2.0/folders/0", &t).await.status, 401);
+    let _ = stop.send(());
+    drop(a);
+}
+
+/// A private redis-server on a free port, so restarting it disturbs nobody.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateRedis { port, child }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_in_a_burst_of_revocations_loses_none() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut redis = PrivateRedis::start(port);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let key = stream_key("restart");
+    let (a, b, _, b_cfg, stop) = replicas(&url, &key).await;
+    let mut tokens = Vec::new();
+    for _ in 0..40 {
+        tokens.push(a.mint("item_read", None).await);
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        if i == 20 {
+            // Redis goes away without persistence and comes back empty.
+            redis.stop();
+            redis = PrivateRedis::start(port);
+        }
+        // A revoker retries until it gets its 200; the 200 means accepted.
+        let mut attempts = 0;
+        loop {
+            let r = a.post_form("/oauth2/revoke", &[("token", t)]).await;
+            if r.status == 200 {
+                break;
+            }
+            assert_eq!(r.status, 503, "a failed revocation says retry");
+            attempts += 1;
+            assert!(attempts < 200, "Redis never came back");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    for t in &tokens {
+        until_refused(&b, t).await;
+    }
+    // A replica started after the restart learns every revocation too,
+    // including those from before it (re-appended after the data loss).
+    let c = spawn_gateway(&b_cfg).await;
+    wait_ready(c.admin).await;
+    for t in &tokens {
+        until_refused(&c, t).await;
+    }
+    let _ = stop.send(());
+    drop(redis);
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_closed_by_default_or_serves_when_configured() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("redis://127.0.0.1:{closed}/0");
+    for (mode, want) in [("reject", 503), ("serve", 200)] {
+        let h = Harness::start_with(Opts {
+            revocation: Some(fleet_section(&url, "scopegate-test:unreachable", mode)),
+            ..Default::default()
+        })
+        .await;
+        let t = h.mint("item_read", None).await;
+        let r = h.get("/2.0/folders/0", &t).await;
+        assert_eq!(r.status, want, "on_stale = {mode}: {}", String::from_utf8_lossy(&r.body));
+        // Not ready either way: the stream is not live.
+        let req = http::Request::get(format!("http://{}/readyz", h.admin))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        assert_eq!(h.send(req).await.status, 503, "{mode}");
+        // A revocation cannot be made durable: 503, retry.
+        assert_eq!(h.revoke(&t).await.status, 503);
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn events_from_other_systems_apply_and_malformed_ones_are_skipped() {
+    let Some(url) = redis_url() else { return };
+    let key = stream_key("ext");
+    let h = Harness::start_with(Opts {
+        revocation: Some(fleet_section(&url, &key, "reject")),
+        ..Default::default()
+    })
+    .await;
+    wait_ready(h.admin).await;
+    let t = h.mint("item_read", None).await;
+    assert_eq!(h.get("/2.0/folders/0", &t).await.status, 200);
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Garbage first: counted and skipped, never fatal.
+    for junk in ["not json", "{\"v\":2,\"kind\":\"token\"}", "{\"v\":1,\"kind\":\"family\",\"family\":\"zz\"}"] {
+        let _: String = redis::cmd("XADD").arg(&key).arg("*").arg("event").arg(junk).query_async(&mut conn).await.unwrap();
+    }
+    let _: String = redis::cmd("XADD").arg(&key).arg("*").arg("other").arg("field").query_async(&mut conn).await.unwrap();
+    // Then the authorization server revokes the parent's family.
+    let fam = scopegate::digest::Digest::of(PARENT.as_bytes()).to_hex();
+    let now = scopegate::clock::unix_now();
+    let ev = format!(
+        "{{\"v\":1,\"kind\":\"family\",\"family\":\"{fam}\",\"revoked_at_ms\":{},\"keep_until\":{},\"source\":\"external\"}}",
+        now * 1000,
+        now + 3600
+    );
+    let _: String = redis::cmd("XADD").arg(&key).arg("*").arg("event").arg(ev).query_async(&mut conn).await.unwrap();
+    let start = std::time::Instant::now();
+    while h.get("/2.0/folders/0", &t).await.status != 401 {
+        assert!(start.elapsed() < Duration::from_secs(5), "external event not applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let m = h.metrics().await;
+    assert_eq!(metric(&m, "scopegate_revocation_stream_malformed_total"), 4.0);
+    assert_eq!(metric(&m, "scopegate_revocations_applied_total{kind=\"family\",source=\"external\"}"), 1.0);
+    let _: i64 = redis::cmd("DEL").arg(&key).arg(format!("{key}:epoch")).query_async(&mut conn).await.unwrap();
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_stream_is_trimmed_only_of_expired_entries() {
+    let Some(url) = redis_url() else { return };
+    let key = stream_key("trim");
+    let h = Harness::start_with(Opts {
+        revocation: Some(fleet_section(&url, &key, "reject")),
+        tokens: "max_expires_in = \"5s\"".into(),
+        ..Default::default()
+    })
+    .await;
+    wait_ready(h.admin).await;
+    for _ in 0..5 {
+        let t = h.mint("item_read", None).await;
+        assert_eq!(h.revoke(&t).await.status, 200);
+    }
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        let key = key.clone();
+        async move { redis::cmd("XLEN").arg(&key).query_async::<i64>(&mut c).await.unwrap() }
+    };
+    assert_eq!(len(&mut conn).await, 5);
+    let now = scopegate::clock::unix_now();
+    h.gateway.revocations.compact(now).await.unwrap();
+    assert_eq!(len(&mut conn).await, 5, "nothing expired yet");
+    h.gateway.revocations.compact(now + 60).await.unwrap();
+    assert_eq!(len(&mut conn).await, 0, "every covered token has expired");
+    let _: i64 = redis::cmd("DEL").arg(&key).arg(format!("{key}:epoch")).query_async(&mut conn).await.unwrap();
+    h.stop().await;
+}
