@@ -30,8 +30,12 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
             }
         }
         (&Method::GET, "/metrics") => {
-            gw.metrics.grant_cache_entries.set(gw.grants.cached_entries() as i64);
-            gw.metrics.revocation_entries.set(gw.revocations.state().len() as i64);
+            gw.metrics
+                .grant_cache_entries
+                .set(gw.grants.cached_entries() as i64);
+            gw.metrics
+                .revocation_entries
+                .set(gw.revocations.state().len() as i64);
             let mut r = text(StatusCode::OK, &gw.metrics.render());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -79,7 +83,10 @@ struct Revoke {
 
 async fn revocations(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let Some(secret) = &gw.config.admin_secret else {
-        return error(StatusCode::FORBIDDEN, "admin revocations are disabled: no admin.secret configured");
+        return error(
+            StatusCode::FORBIDDEN,
+            "admin revocations are disabled: no admin.secret configured",
+        );
     };
     let presented = req
         .headers()
@@ -88,7 +95,10 @@ async fn revocations(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !same_secret(presented.as_bytes(), secret.as_bytes()) {
-        return error(StatusCode::UNAUTHORIZED, "the admin secret is missing or wrong");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "the admin secret is missing or wrong",
+        );
     }
     let bytes = match body::read_limited(req.into_body(), 16 * 1024).await {
         Ok(b) => b,
@@ -96,20 +106,33 @@ async fn revocations(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     };
     let r: Revoke = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("the body is not a revocation: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a revocation: {e}"),
+            );
+        }
     };
     let ev = match event(gw, r) {
         Ok(ev) => ev,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    match gw.revocations.revoke(ev.clone(), &gw.grants, &gw.metrics).await {
+    match gw
+        .revocations
+        .revoke(ev.clone(), &gw.grants, &gw.metrics)
+        .await
+    {
         Ok(()) => {
-            let ev_json: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap_or_default();
+            let ev_json: serde_json::Value =
+                serde_json::from_str(&ev.to_json()).unwrap_or_default();
             json_response(StatusCode::OK, json!({ "revoked": ev_json }).to_string())
         }
         Err(e) => {
             tracing::error!(error = %e, "admin revocation could not be made durable");
-            error(StatusCode::SERVICE_UNAVAILABLE, "the revocation could not be stored; retry")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the revocation could not be stored; retry",
+            )
         }
     }
 }
@@ -118,7 +141,11 @@ fn event(gw: &Gateway, r: Revoke) -> Result<Event, &'static str> {
     let now = unix_now();
     // Longest any token this gateway accepts can live: minted tokens are
     // capped by max_expires_in, probed parents by parent.lifetime.
-    let horizon = now + gw.config.max_expires_in.as_secs().max(gw.config.parent_lifetime.as_secs());
+    let horizon = now
+        + gw.config
+            .max_expires_in
+            .as_secs()
+            .max(gw.config.parent_lifetime.as_secs());
     let given = [
         r.token.is_some(),
         r.token_hash.is_some(),
@@ -128,11 +155,18 @@ fn event(gw: &Gateway, r: Revoke) -> Result<Event, &'static str> {
         r.issued_before.is_some(),
     ];
     if given.iter().filter(|g| **g).count() != 1 {
-        return Err("name exactly one of token, token_hash, parent_token, family, subject, issued_before");
+        return Err(
+            "name exactly one of token, token_hash, parent_token, family, subject, issued_before",
+        );
     }
     let hex = |s: &str| Digest::from_hex(s).ok_or("a digest must be 32 hex digits");
     let (target, keep_until) = if let Some(t) = r.token {
-        let keep = gw.grants.keyring().open(&t).map(|c| c.exp).unwrap_or(horizon);
+        let keep = gw
+            .grants
+            .keyring()
+            .open(&t)
+            .map(|c| c.exp)
+            .unwrap_or(horizon);
         (Target::Token(Digest::of(t.as_bytes())), keep)
     } else if let Some(h) = r.token_hash {
         (Target::Token(hex(&h)?), horizon)
@@ -141,14 +175,20 @@ fn event(gw: &Gateway, r: Revoke) -> Result<Event, &'static str> {
     } else if let Some(f) = r.family {
         (Target::Family(hex(&f)?), horizon)
     } else if let Some(s) = r.subject {
-        crate::revocation::event::validate_subject(&s).map_err(|_| "subject must be 1-256 bytes without control characters")?;
+        crate::revocation::event::validate_subject(&s)
+            .map_err(|_| "subject must be 1-256 bytes without control characters")?;
         (Target::Subject(s), horizon)
     } else {
         let before = r.issued_before.unwrap_or(now);
         if before > now + 1 {
             return Err("issued_before must not be in the future");
         }
-        (Target::Cutoff { issued_before: before }, before + (horizon - now))
+        (
+            Target::Cutoff {
+                issued_before: before,
+            },
+            before + (horizon - now),
+        )
     };
     Ok(Event {
         target,

@@ -53,7 +53,12 @@ impl Ancestry {
     }
 
     /// True when `item` is `folder` or lies below it.
-    pub async fn is_within(&self, item: &Item, folder: &str, parent: &HeaderValue) -> Result<bool, AncestryError> {
+    pub async fn is_within(
+        &self,
+        item: &Item,
+        folder: &str,
+        parent: &HeaderValue,
+    ) -> Result<bool, AncestryError> {
         if item.kind == ItemKind::Folder && &*item.id == folder {
             return Ok(true);
         }
@@ -62,33 +67,54 @@ impl Ancestry {
     }
 
     /// The ids of every folder above `item`, root first.
-    async fn ancestors(&self, item: &Item, parent: &HeaderValue) -> Result<Arc<[Box<str>]>, AncestryError> {
+    async fn ancestors(
+        &self,
+        item: &Item,
+        parent: &HeaderValue,
+    ) -> Result<Arc<[Box<str>]>, AncestryError> {
         if let Some(hit) = self.cache.get(item).await {
-            self.metrics.ancestry_lookups.with_label_values(&["hit"]).inc();
+            self.metrics
+                .ancestry_lookups
+                .with_label_values(&["hit"])
+                .inc();
             return Ok(hit);
         }
         let result = self
             .cache
             .try_get_with(item.clone(), async {
-                self.metrics.ancestry_lookups.with_label_values(&["miss"]).inc();
+                self.metrics
+                    .ancestry_lookups
+                    .with_label_values(&["miss"])
+                    .inc();
                 self.fetch(item, parent).await
             })
             .await;
         result.map_err(|e| {
             if *e == AncestryError::Unavailable {
-                self.metrics.ancestry_lookups.with_label_values(&["error"]).inc();
+                self.metrics
+                    .ancestry_lookups
+                    .with_label_values(&["error"])
+                    .inc();
             }
             *e
         })
     }
 
-    async fn fetch(&self, item: &Item, parent: &HeaderValue) -> Result<Arc<[Box<str>]>, AncestryError> {
+    async fn fetch(
+        &self,
+        item: &Item,
+        parent: &HeaderValue,
+    ) -> Result<Arc<[Box<str>]>, AncestryError> {
         let token = parent
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(AncestryError::Unavailable)?;
-        let path = format!("/2.0/{}s/{}?fields=path_collection,parent", item.kind.as_str(), item.id);
+        let path = format!(
+            "/2.0/{}s/{}?fields=path_collection,parent",
+            item.kind.as_str(),
+            item.id
+        );
         let (status, json) = self
             .client
             .get_json(&self.api, &path, token)
@@ -111,10 +137,10 @@ impl Ancestry {
             .filter_map(|e| e.get("id").and_then(crate::json::id_of))
             .map(Into::into)
             .collect();
-        if let Some(p) = json.pointer("/parent/id").and_then(crate::json::id_of) {
-            if !ids.iter().any(|i| **i == *p) {
-                ids.push(p.into());
-            }
+        if let Some(p) = json.pointer("/parent/id").and_then(crate::json::id_of)
+            && !ids.iter().any(|i| **i == *p)
+        {
+            ids.push(p.into());
         }
         Ok(ids.into())
     }

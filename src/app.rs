@@ -23,10 +23,16 @@ pub struct Loaded {
 pub fn load(path: &std::path::Path) -> Result<Loaded, Problems> {
     let config = config::load(path)?;
     let mut problems = Problems::new(path);
-    let policy = Policy::load(&config.policy).map_err(|p| problems.extend(p)).ok();
-    let keyring = Keyring::load(&config.keyring).map_err(|p| problems.extend(p)).ok();
+    let policy = Policy::load(&config.policy)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let keyring = Keyring::load(&config.keyring)
+        .map_err(|p| problems.extend(p))
+        .ok();
     let tls = match &config.tls {
-        Some((cert, key)) => crate::server::tls_config(cert, key).map_err(|p| problems.extend(p)).ok(),
+        Some((cert, key)) => crate::server::tls_config(cert, key)
+            .map_err(|p| problems.extend(p))
+            .ok(),
         None => None,
     };
     if let Some(p) = &policy {
@@ -37,7 +43,12 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, Problems> {
         }
     }
     match (policy, keyring) {
-        (Some(policy), Some(keyring)) if problems.is_empty() => Ok(Loaded { config, policy, keyring, tls }),
+        (Some(policy), Some(keyring)) if problems.is_empty() => Ok(Loaded {
+            config,
+            policy,
+            keyring,
+            tls,
+        }),
         _ => Err(problems),
     }
 }
@@ -58,11 +69,17 @@ pub fn build(loaded: Loaded, metrics: Metrics) -> Result<Arc<Gateway>, StartErro
     // rediss:// connections build their TLS config from the process default.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let revocations = match &loaded.config.stream {
-        Some(cfg) => Revocations::with_stream(crate::revocation::stream::RevocationStream::new(cfg.clone())?),
+        Some(cfg) => Revocations::with_stream(crate::revocation::stream::RevocationStream::new(
+            cfg.clone(),
+        )?),
         None => {
-            let (revocations, replay) = Revocations::open(&loaded.config.data_dir, crate::clock::unix_now())?;
+            let (revocations, replay) =
+                Revocations::open(&loaded.config.data_dir, crate::clock::unix_now())?;
             if replay.torn_bytes > 0 {
-                tracing::warn!(torn_bytes = replay.torn_bytes, "revocation log had a torn tail; whole records kept");
+                tracing::warn!(
+                    torn_bytes = replay.torn_bytes,
+                    "revocation log had a torn tail; whole records kept"
+                );
             }
             tracing::info!(
                 replayed = replay.events.len(),
@@ -72,9 +89,17 @@ pub fn build(loaded: Loaded, metrics: Metrics) -> Result<Arc<Gateway>, StartErro
             revocations
         }
     };
-    let gw = Gateway::new(loaded.config, loaded.policy, loaded.keyring, Arc::new(revocations), metrics)
-        .map_err(StartError::Config)?;
-    gw.metrics.revocation_entries.set(gw.revocations.state().len() as i64);
+    let gw = Gateway::new(
+        loaded.config,
+        loaded.policy,
+        loaded.keyring,
+        Arc::new(revocations),
+        metrics,
+    )
+    .map_err(StartError::Config)?;
+    gw.metrics
+        .revocation_entries
+        .set(gw.revocations.state().len() as i64);
     gw.set_ready(true);
     Ok(Arc::new(gw))
 }

@@ -30,7 +30,8 @@ impl Problems {
     }
 
     pub fn push(&mut self, key: &str, problem: impl Into<String>) {
-        self.list.push((self.file.clone(), key.to_string(), problem.into()));
+        self.list
+            .push((self.file.clone(), key.to_string(), problem.into()));
     }
 
     /// A TOML syntax or shape error; the key is the line it was found on.
@@ -51,7 +52,11 @@ impl Problems {
     }
 
     pub fn into_result<T>(self, value: T) -> Result<T, Problems> {
-        if self.is_empty() { Ok(value) } else { Err(self) }
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
     }
 }
 
@@ -376,7 +381,14 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
     };
     let base_uri = |p: &mut Problems, key: &str, s: &str| -> Uri {
         match s.parse::<Uri>() {
-            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() && matches!(u.path(), "" | "/") && u.query().is_none() => u,
+            Ok(u)
+                if matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.authority().is_some()
+                    && matches!(u.path(), "" | "/")
+                    && u.query().is_none() =>
+            {
+                u
+            }
             _ => {
                 p.push(key, format!("`{s}` must be an http:// or https:// base URL with no path, like https://api.box.com"));
                 Uri::from_static("http://invalid")
@@ -385,7 +397,11 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
     };
     let url = |p: &mut Problems, key: &str, s: &str| -> Uri {
         match s.parse::<Uri>() {
-            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => u,
+            Ok(u)
+                if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() =>
+            {
+                u
+            }
             _ => {
                 p.push(key, format!("`{s}` must be an http:// or https:// URL"));
                 Uri::from_static("http://invalid")
@@ -394,7 +410,11 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
     };
 
     let public = addr(&mut p, "listen.public", &raw.listen.public);
-    let admin = addr(&mut p, "listen.admin", raw.listen.admin.as_deref().unwrap_or("127.0.0.1:9090"));
+    let admin = addr(
+        &mut p,
+        "listen.admin",
+        raw.listen.admin.as_deref().unwrap_or("127.0.0.1:9090"),
+    );
 
     let u = &raw.upstream;
     let api = base_uri(&mut p, "upstream.api", &u.api);
@@ -404,10 +424,26 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
             None => api.clone(),
         },
         api,
-        token_endpoint: u.token_endpoint.as_deref().map(|s| url(&mut p, "upstream.token_endpoint", s)),
-        revoke_endpoint: u.revoke_endpoint.as_deref().map(|s| url(&mut p, "upstream.revoke_endpoint", s)),
-        connect_timeout: dur(&mut p, "upstream.connect_timeout", u.connect_timeout.as_ref(), Duration::from_secs(5)),
-        timeout: dur(&mut p, "upstream.timeout", u.timeout.as_ref(), Duration::from_secs(60)),
+        token_endpoint: u
+            .token_endpoint
+            .as_deref()
+            .map(|s| url(&mut p, "upstream.token_endpoint", s)),
+        revoke_endpoint: u
+            .revoke_endpoint
+            .as_deref()
+            .map(|s| url(&mut p, "upstream.revoke_endpoint", s)),
+        connect_timeout: dur(
+            &mut p,
+            "upstream.connect_timeout",
+            u.connect_timeout.as_ref(),
+            Duration::from_secs(5),
+        ),
+        timeout: dur(
+            &mut p,
+            "upstream.timeout",
+            u.timeout.as_ref(),
+            Duration::from_secs(60),
+        ),
         ca_bundle: u.ca_bundle.as_deref().map(rel),
     };
 
@@ -416,13 +452,20 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         Some("introspect") => ExternalTokens::Introspect,
         Some("pass_through") => ExternalTokens::PassThrough,
         Some(o) => {
-            p.push("tokens.external", format!("`{o}` must be \"reject\", \"introspect\" or \"pass_through\""));
+            p.push(
+                "tokens.external",
+                format!("`{o}` must be \"reject\", \"introspect\" or \"pass_through\""),
+            );
             ExternalTokens::Reject
         }
     };
     let parent = match raw.parent.mode.as_deref() {
         None | Some("probe") => {
-            let path = raw.parent.probe_path.clone().unwrap_or_else(|| "/2.0/users/me".into());
+            let path = raw
+                .parent
+                .probe_path
+                .clone()
+                .unwrap_or_else(|| "/2.0/users/me".into());
             if !path.starts_with('/') {
                 p.push("parent.probe_path", format!("`{path}` must start with /"));
             }
@@ -430,7 +473,10 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         }
         Some("introspect") => ParentCheck::Introspect,
         Some(o) => {
-            p.push("parent.mode", format!("`{o}` must be \"probe\" or \"introspect\""));
+            p.push(
+                "parent.mode",
+                format!("`{o}` must be \"probe\" or \"introspect\""),
+            );
             ParentCheck::Introspect
         }
     };
@@ -438,15 +484,31 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         url: url(&mut p, "introspection.url", &i.url),
         client_id: i.client_id.clone(),
         client_secret: i.client_secret.clone(),
-        cache_ttl: dur(&mut p, "introspection.cache_ttl", i.cache_ttl.as_ref(), Duration::from_secs(300)),
-        inactive_ttl: dur(&mut p, "introspection.inactive_ttl", i.inactive_ttl.as_ref(), Duration::from_secs(10)),
+        cache_ttl: dur(
+            &mut p,
+            "introspection.cache_ttl",
+            i.cache_ttl.as_ref(),
+            Duration::from_secs(300),
+        ),
+        inactive_ttl: dur(
+            &mut p,
+            "introspection.inactive_ttl",
+            i.inactive_ttl.as_ref(),
+            Duration::from_secs(10),
+        ),
     });
     if introspection.is_none() {
         if external == ExternalTokens::Introspect {
-            p.push("tokens.external", "\"introspect\" needs an [introspection] section");
+            p.push(
+                "tokens.external",
+                "\"introspect\" needs an [introspection] section",
+            );
         }
         if parent == ParentCheck::Introspect {
-            p.push("parent.mode", "\"introspect\" needs an [introspection] section");
+            p.push(
+                "parent.mode",
+                "\"introspect\" needs an [introspection] section",
+            );
         }
     }
 
@@ -454,13 +516,19 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         None | Some("deny") => false,
         Some("pass") => true,
         Some(o) => {
-            p.push("policy.unmatched", format!("`{o}` must be \"deny\" or \"pass\""));
+            p.push(
+                "policy.unmatched",
+                format!("`{o}` must be \"deny\" or \"pass\""),
+            );
             false
         }
     };
     for (i, o) in raw.cors.origins.iter().enumerate() {
         let ok = o.parse::<Uri>().ok().is_some_and(|u| {
-            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() && u.path() == "/" && !o.ends_with('/')
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some()
+                && u.path() == "/"
+                && !o.ends_with('/')
         });
         if !ok {
             p.push(&format!("cors.origins[{i}]"), format!("`{o}` must be an origin like https://app.example.com (no path, no trailing slash)"));
@@ -474,43 +542,68 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
             false
         }
     };
-    if let Some(s) = &raw.admin.secret {
-        if s.len() < 16 {
-            p.push("admin.secret", "must be at least 16 characters");
-        }
+    if let Some(s) = &raw.admin.secret
+        && s.len() < 16
+    {
+        p.push("admin.secret", "must be at least 16 characters");
     }
 
     let stream = match (raw.revocation.backend.as_deref(), &raw.revocation.redis) {
         (None | Some("log"), None) => None,
         (None | Some("log"), Some(_)) => {
-            p.push("revocation.redis", "set backend = \"redis\" to use it (the backend is \"log\")");
+            p.push(
+                "revocation.redis",
+                "set backend = \"redis\" to use it (the backend is \"log\")",
+            );
             None
         }
         (Some("redis"), None) => {
-            p.push("revocation.backend", "\"redis\" needs a [revocation.redis] section with a url");
+            p.push(
+                "revocation.backend",
+                "\"redis\" needs a [revocation.redis] section with a url",
+            );
             None
         }
         (Some("redis"), Some(r)) => {
-            if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) || redis::Client::open(r.url.as_str()).is_err() {
-                p.push("revocation.redis.url", "must be redis://[user:password@]host:port/db or rediss://... (TLS)");
+            if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://"))
+                || redis::Client::open(r.url.as_str()).is_err()
+            {
+                p.push(
+                    "revocation.redis.url",
+                    "must be redis://[user:password@]host:port/db or rediss://... (TLS)",
+                );
             }
             let on_stale = match r.on_stale.as_deref() {
                 None | Some("reject") => crate::revocation::stream::OnStale::Reject,
                 Some("serve") => crate::revocation::stream::OnStale::Serve,
                 Some(o) => {
-                    p.push("revocation.redis.on_stale", format!("`{o}` must be \"reject\" or \"serve\""));
+                    p.push(
+                        "revocation.redis.on_stale",
+                        format!("`{o}` must be \"reject\" or \"serve\""),
+                    );
                     crate::revocation::stream::OnStale::Reject
                 }
             };
             Some(crate::revocation::stream::StreamConfig {
                 url: r.url.clone(),
-                key: r.stream.clone().unwrap_or_else(|| "scopegate:revocations".into()),
-                stale_after: dur(&mut p, "revocation.redis.stale_after", r.stale_after.as_ref(), Duration::from_secs(5)),
+                key: r
+                    .stream
+                    .clone()
+                    .unwrap_or_else(|| "scopegate:revocations".into()),
+                stale_after: dur(
+                    &mut p,
+                    "revocation.redis.stale_after",
+                    r.stale_after.as_ref(),
+                    Duration::from_secs(5),
+                ),
                 on_stale,
             })
         }
         (Some(o), _) => {
-            p.push("revocation.backend", format!("`{o}` must be \"log\" or \"redis\""));
+            p.push(
+                "revocation.backend",
+                format!("`{o}` must be \"log\" or \"redis\""),
+            );
             None
         }
     };
@@ -519,15 +612,34 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         stream,
         public,
         admin,
-        drain: dur(&mut p, "listen.drain", raw.listen.drain.as_ref(), Duration::from_secs(30)),
+        drain: dur(
+            &mut p,
+            "listen.drain",
+            raw.listen.drain.as_ref(),
+            Duration::from_secs(30),
+        ),
         tls: raw.tls.as_ref().map(|t| (rel(&t.cert), rel(&t.key))),
         upstream,
         keyring: rel(&raw.tokens.keyring),
-        max_expires_in: dur(&mut p, "tokens.max_expires_in", raw.tokens.max_expires_in.as_ref(), Duration::from_secs(3600)),
+        max_expires_in: dur(
+            &mut p,
+            "tokens.max_expires_in",
+            raw.tokens.max_expires_in.as_ref(),
+            Duration::from_secs(3600),
+        ),
         external,
         parent,
-        parent_scopes: raw.parent.scopes.clone().unwrap_or_else(|| vec!["root_readwrite".into()]),
-        parent_lifetime: dur(&mut p, "parent.lifetime", raw.parent.lifetime.as_ref(), Duration::from_secs(3600)),
+        parent_scopes: raw
+            .parent
+            .scopes
+            .clone()
+            .unwrap_or_else(|| vec!["root_readwrite".into()]),
+        parent_lifetime: dur(
+            &mut p,
+            "parent.lifetime",
+            raw.parent.lifetime.as_ref(),
+            Duration::from_secs(3600),
+        ),
         introspection,
         policy: rel(&raw.policy.file),
         unmatched_pass,
@@ -539,8 +651,16 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         json_body_limit: raw.limits.json_body.unwrap_or(1024 * 1024),
         grant_cache_entries: raw.limits.grant_cache_entries.unwrap_or(1_000_000),
         subtree: Subtree {
-            cache_ttl: dur(&mut p, "subtree.cache_ttl", raw.subtree.cache_ttl.as_ref(), crate::ancestry::DEFAULT_TTL),
-            cache_entries: raw.subtree.cache_entries.unwrap_or(crate::ancestry::DEFAULT_ENTRIES),
+            cache_ttl: dur(
+                &mut p,
+                "subtree.cache_ttl",
+                raw.subtree.cache_ttl.as_ref(),
+                crate::ancestry::DEFAULT_TTL,
+            ),
+            cache_entries: raw
+                .subtree
+                .cache_entries
+                .unwrap_or(crate::ancestry::DEFAULT_ENTRIES),
         },
     };
     p.into_result(config)
@@ -573,8 +693,11 @@ mod tests {
 
     #[test]
     fn every_bad_key_is_named_with_the_file() {
-        let text = MIN.replace("http://127.0.0.1:9000", "ftp://x") + "\n[cors]\norigins = [\"https://a.example/\"]\n[log]\nformat = \"xml\"\n";
-        let err = validate(&text, Path::new("gw.toml")).unwrap_err().to_string();
+        let text = MIN.replace("http://127.0.0.1:9000", "ftp://x")
+            + "\n[cors]\norigins = [\"https://a.example/\"]\n[log]\nformat = \"xml\"\n";
+        let err = validate(&text, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("gw.toml: upstream.api: `ftp://x`"), "{err}");
         assert!(err.contains("gw.toml: cors.origins[0]"), "{err}");
         assert!(err.contains("gw.toml: log.format"), "{err}");
@@ -583,14 +706,24 @@ mod tests {
     #[test]
     fn typos_are_errors_with_a_line() {
         let text = MIN.replace("keyring =", "keyrnig =");
-        let err = validate(&text, Path::new("gw.toml")).unwrap_err().to_string();
-        assert!(err.contains("gw.toml: line 7: unknown field `keyrnig`"), "{err}");
+        let err = validate(&text, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gw.toml: line 7: unknown field `keyrnig`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn introspection_modes_need_the_section() {
-        let text = MIN.replace("keyring = \"keys.toml\"", "keyring = \"k\"\nexternal = \"introspect\"");
-        let err = validate(&text, Path::new("gw.toml")).unwrap_err().to_string();
+        let text = MIN.replace(
+            "keyring = \"keys.toml\"",
+            "keyring = \"k\"\nexternal = \"introspect\"",
+        );
+        let err = validate(&text, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tokens.external"), "{err}");
     }
 

@@ -14,7 +14,8 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use crate::body::{self, Body};
 
 const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-const EXPOSE: &str = "WWW-Authenticate, X-Request-Id, Retry-After, ETag, Location, Content-Length, Content-Type";
+const EXPOSE: &str =
+    "WWW-Authenticate, X-Request-Id, Retry-After, ETag, Location, Content-Length, Content-Type";
 
 pub struct Cors {
     origins: HashSet<String>,
@@ -30,13 +31,16 @@ impl Cors {
     /// The request's `Origin`, when it is one of the configured origins.
     pub fn allowed<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
         let origin = headers.get(header::ORIGIN)?;
-        self.origins.contains(origin.to_str().ok()?).then_some(origin)
+        self.origins
+            .contains(origin.to_str().ok()?)
+            .then_some(origin)
     }
 
     /// `Some` for a CORS preflight: 204 with the grants for an allowed
     /// origin, 403 for any other.
     pub fn preflight(&self, method: &Method, headers: &HeaderMap) -> Option<Response<Body>> {
-        if method != Method::OPTIONS || !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        if method != Method::OPTIONS || !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
             return None;
         }
         let Some(origin) = self.allowed(headers) else {
@@ -48,7 +52,10 @@ impl Cors {
         *r.status_mut() = StatusCode::NO_CONTENT;
         let h = r.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOW_METHODS),
+        );
         // Echo the requested header names when they are plain tokens.
         if let Some(req) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
             let ok = req
@@ -59,7 +66,10 @@ impl Cors {
                 h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, req.clone());
             }
         }
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
         Some(r)
     }
@@ -70,7 +80,10 @@ impl Cors {
         h.append(header::VARY, HeaderValue::from_static("Origin"));
         if let Some(origin) = origin {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE));
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSE),
+            );
         }
     }
 }
@@ -86,8 +99,14 @@ mod tests {
     fn preflight(origin: &str) -> Option<Response<Body>> {
         let mut h = HeaderMap::new();
         h.insert(header::ORIGIN, origin.parse().unwrap());
-        h.insert(header::ACCESS_CONTROL_REQUEST_METHOD, "GET".parse().unwrap());
-        h.insert(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization, content-type".parse().unwrap());
+        h.insert(
+            header::ACCESS_CONTROL_REQUEST_METHOD,
+            "GET".parse().unwrap(),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "authorization, content-type".parse().unwrap(),
+        );
         cors().preflight(&Method::OPTIONS, &h)
     }
 
@@ -95,14 +114,23 @@ mod tests {
     fn allowed_origin_preflight_is_answered() {
         let r = preflight("https://app.example.com").unwrap();
         assert_eq!(r.status(), 204);
-        assert_eq!(r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
-        assert_eq!(r.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS], "authorization, content-type");
+        assert_eq!(
+            r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.com"
+        );
+        assert_eq!(
+            r.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS],
+            "authorization, content-type"
+        );
     }
 
     #[test]
     fn other_origins_get_no_grant() {
         let r = preflight("https://evil.example.com").unwrap();
         assert_eq!(r.status(), 403);
-        assert!(!r.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+        assert!(
+            !r.headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        );
     }
 }

@@ -33,27 +33,42 @@ pub struct Demo {
 
 /// Starts the sample API (until `api_stop` fires), writes the demo files
 /// and builds the gateway bound to `listen`.
-pub async fn prepare(listen: SocketAddr, api_stop: tokio::sync::watch::Receiver<bool>) -> Result<Demo, String> {
+pub async fn prepare(
+    listen: SocketAddr,
+    api_stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Demo, String> {
     let rand = Keyring::generate("demo");
     let parent_token = format!("demo-parent-{}", rand.random_hex(12));
     let admin_secret = rand.random_hex(16);
-    let dir = std::env::temp_dir().join(format!("scopegate-demo-{}-{}", std::process::id(), rand.random_hex(4)));
+    let dir = std::env::temp_dir().join(format!(
+        "scopegate-demo-{}-{}",
+        std::process::id(),
+        rand.random_hex(4)
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
     let api = SampleApi::new(&parent_token);
-    let api_listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("sample API: {e}"))?;
+    let api_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("sample API: {e}"))?;
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
     let mut stop = api_stop;
     tokio::spawn(api.serve(api_listener, async move {
         let _ = stop.changed().await;
     }));
 
-    let public = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let admin = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let public = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let admin = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let public_addr = public.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
 
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"));
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
     write("policy-box.toml", BOX_POLICY)?;
     write("keyring.toml", &Keyring::generate_toml("demo1"))?;
     let config = format!(
@@ -158,12 +173,23 @@ Press Ctrl-C to stop.
 }
 
 /// Runs the demo until `shutdown` resolves.
-pub async fn run(listen: SocketAddr, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+pub async fn run(
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let demo = prepare(listen, stop_rx).await?;
     println!("{}", walkthrough(&demo));
     let dir = demo.dir.clone();
-    crate::server::run(demo.gateway, demo.public, demo.admin, None, shutdown, Duration::from_secs(2)).await;
+    crate::server::run(
+        demo.gateway,
+        demo.public,
+        demo.admin,
+        None,
+        shutdown,
+        Duration::from_secs(2),
+    )
+    .await;
     let _ = stop_tx.send(true);
     let _ = std::fs::remove_dir_all(dir);
     Ok(())

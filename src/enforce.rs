@@ -17,10 +17,10 @@ use http::request::Parts;
 use http::{HeaderMap, header};
 use hyper::body::Incoming;
 
+use crate::ancestry::AncestryError;
 use crate::body::{self, Body};
 use crate::error::Rejection;
 use crate::gateway::Gateway;
-use crate::ancestry::AncestryError;
 use crate::grant::{Forward, Grant, Item};
 use crate::policy::{ItemKind, ObjectRule, Route};
 use crate::proxy::{Permit, REWRITING};
@@ -45,7 +45,9 @@ pub struct Allowed {
 fn check_headers(h: &HeaderMap) -> Result<(), Rejection> {
     for name in REWRITING {
         if h.contains_key(*name) {
-            return Err(Rejection::BadRequest("method or URL override headers are not accepted"));
+            return Err(Rejection::BadRequest(
+                "method or URL override headers are not accepted",
+            ));
         }
     }
     if h.get_all(header::AUTHORIZATION).iter().count() > 1 {
@@ -62,21 +64,27 @@ pub fn bearer(h: &HeaderMap) -> Result<&str, Rejection> {
     let v = v
         .to_str()
         .map_err(|_| Rejection::BadRequest("the Authorization header is not ASCII"))?;
-    let (scheme, token) = v
-        .split_once(' ')
-        .ok_or(Rejection::BadRequest("the Authorization header is not `Bearer <token>`"))?;
+    let (scheme, token) = v.split_once(' ').ok_or(Rejection::BadRequest(
+        "the Authorization header is not `Bearer <token>`",
+    ))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Rejection::NoToken);
     }
     // RFC 6750 b64token: no spaces, nothing after the token.
     if token.is_empty() || token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-        return Err(Rejection::BadRequest("the bearer token is empty or holds spaces or control bytes"));
+        return Err(Rejection::BadRequest(
+            "the bearer token is empty or holds spaces or control bytes",
+        ));
     }
     Ok(token)
 }
 
 /// Runs every phase. `Ok` carries the only value the forwarder accepts.
-pub async fn decide(gw: &Gateway, parts: &Parts, body: Incoming) -> (Option<Arc<str>>, Result<Allowed, Rejection>) {
+pub async fn decide(
+    gw: &Gateway,
+    parts: &Parts,
+    body: Incoming,
+) -> (Option<Arc<str>>, Result<Allowed, Rejection>) {
     let policy = gw.policy();
     let target = match Target::parse(&parts.uri) {
         Ok(t) => t,
@@ -95,12 +103,16 @@ pub async fn decide(gw: &Gateway, parts: &Parts, body: Incoming) -> (Option<Arc<
         let now = crate::clock::unix_now();
         let (grant, cache_hit) = gw.grants.resolve(token, &policy.scopes, now).await?;
         if grant.is_minted() && gw.revocations.must_refuse_minted() {
-            return Err(Rejection::Unavailable("the revocation stream is not confirmed live"));
+            return Err(Rejection::Unavailable(
+                "the revocation stream is not confirmed live",
+            ));
         }
-        if gw
-            .revocations
-            .is_revoked(grant.token_hash(), grant.family(), grant.subject(), grant.iat())
-        {
+        if gw.revocations.is_revoked(
+            grant.token_hash(),
+            grant.family(),
+            grant.subject(),
+            grant.iat(),
+        ) {
             return Err(Rejection::InvalidToken("revoked"));
         }
         let Some(m) = route else {
@@ -124,7 +136,9 @@ pub async fn decide(gw: &Gateway, parts: &Parts, body: Incoming) -> (Option<Arc<
             });
         }
         if grant.is_minted() && IMPERSONATING.iter().any(|h| parts.headers.contains_key(*h)) {
-            return Err(Rejection::Forbidden("As-User and BoxApi headers are not accepted with a downscoped token"));
+            return Err(Rejection::Forbidden(
+                "As-User and BoxApi headers are not accepted with a downscoped token",
+            ));
         }
         let body = check_object(gw, r, &grant, |i| m.param(i), &parts.headers, body).await?;
         Ok(Allowed {
@@ -156,12 +170,21 @@ fn target_reason(e: crate::target::TargetError) -> &'static str {
 /// An id safe to put in an upstream path: Box ids are digits; we allow a
 /// little more, never a delimiter.
 fn plain_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Does the restriction cover `named`? The same item, or for a folder
 /// restriction anything below it (asked of the upstream with the parent).
-async fn covers(gw: &Gateway, restriction: &Item, named: &Item, grant: &Grant) -> Result<bool, Rejection> {
+async fn covers(
+    gw: &Gateway,
+    restriction: &Item,
+    named: &Item,
+    grant: &Grant,
+) -> Result<bool, Rejection> {
     if restriction == named {
         return Ok(true);
     }
@@ -174,7 +197,9 @@ async fn covers(gw: &Gateway, restriction: &Item, named: &Item, grant: &Grant) -
     match gw.ancestry.is_within(named, &restriction.id, parent).await {
         Ok(within) => Ok(within),
         Err(AncestryError::NotVisible) => Ok(false),
-        Err(AncestryError::Unavailable) => Err(Rejection::Unavailable("the upstream could not tell where the item is")),
+        Err(AncestryError::Unavailable) => Err(Rejection::Unavailable(
+            "the upstream could not tell where the item is",
+        )),
     }
 }
 
@@ -188,7 +213,8 @@ async fn read_json(gw: &Gateway, body: Incoming) -> Result<(Bytes, Value), Rejec
     if bytes.is_empty() {
         return Ok((bytes, Value::Null));
     }
-    let json = crate::json::parse_strict(&bytes).map_err(|_| Rejection::BadRequest("the body is not JSON without duplicate keys"))?;
+    let json = crate::json::parse_strict(&bytes)
+        .map_err(|_| Rejection::BadRequest("the body is not JSON without duplicate keys"))?;
     Ok((bytes, json))
 }
 
@@ -212,8 +238,16 @@ async fn check_object<'p>(
     let mut json: Option<(Bytes, Value)> = None;
     let mut forward_body: Option<Body> = None;
     let named = match &route.object {
-        ObjectRule::None { restricted_ok: true } => return Ok(body::boxed(body)),
-        ObjectRule::None { restricted_ok: false } => return Err(outside("this endpoint is not open to item-restricted tokens")),
+        ObjectRule::None {
+            restricted_ok: true,
+        } => return Ok(body::boxed(body)),
+        ObjectRule::None {
+            restricted_ok: false,
+        } => {
+            return Err(outside(
+                "this endpoint is not open to item-restricted tokens",
+            ));
+        }
         ObjectRule::Path { kind, param: i } => {
             if route.destination.is_some() {
                 json = Some(read_json(gw, body).await?);
@@ -230,7 +264,10 @@ async fn check_object<'p>(
             let named = match &route.object {
                 ObjectRule::Body { kind, field } => crate::json::field(&value, field)
                     .and_then(crate::json::id_of)
-                    .map(|id| Item { kind: *kind, id: id.into() }),
+                    .map(|id| Item {
+                        kind: *kind,
+                        id: id.into(),
+                    }),
                 ObjectRule::BodyItem { field } => crate::json::field(&value, field).and_then(|v| {
                     let kind = ItemKind::parse(v.get("type")?.as_str()?)?;
                     Some(Item {
@@ -241,49 +278,68 @@ async fn check_object<'p>(
                 _ => None,
             };
             json = Some((bytes, value));
-            named.ok_or(Rejection::BadRequest("the body does not name the item this route acts on"))?
+            named.ok_or(Rejection::BadRequest(
+                "the body does not name the item this route acts on",
+            ))?
         }
         ObjectRule::Upload { kind, field } => {
             // Two Content-Types could give the upstream another boundary,
             // and so other parts, than the one checked here.
             if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
-                return Err(Rejection::BadRequest("an upload must have one Content-Type"));
+                return Err(Rejection::BadRequest(
+                    "an upload must have one Content-Type",
+                ));
             }
             let ct = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            let boundary =
-                crate::upload::boundary(ct).ok_or(Rejection::BadRequest("an upload must be multipart/form-data"))?;
-            let (attrs, replay) = crate::upload::read_attributes(body, &boundary).await.map_err(|e| match e {
-                crate::upload::UploadError::TooLong => Rejection::TooLarge,
-                crate::upload::UploadError::ExtraPart => {
-                    Rejection::BadRequest("an upload must be its attributes part and one file part")
-                }
-                _ => Rejection::BadRequest("the upload's first part must be its JSON attributes"),
-            })?;
+            let boundary = crate::upload::boundary(ct).ok_or(Rejection::BadRequest(
+                "an upload must be multipart/form-data",
+            ))?;
+            let (attrs, replay) = crate::upload::read_attributes(body, &boundary)
+                .await
+                .map_err(|e| match e {
+                    crate::upload::UploadError::TooLong => Rejection::TooLarge,
+                    crate::upload::UploadError::ExtraPart => Rejection::BadRequest(
+                        "an upload must be its attributes part and one file part",
+                    ),
+                    _ => {
+                        Rejection::BadRequest("the upload's first part must be its JSON attributes")
+                    }
+                })?;
             forward_body = Some(body::boxed(replay));
             let id = crate::json::field(&attrs, field)
                 .and_then(crate::json::id_of)
-                .ok_or(Rejection::BadRequest("the upload attributes name no parent folder"))?;
-            Item { kind: *kind, id: id.into() }
+                .ok_or(Rejection::BadRequest(
+                    "the upload attributes name no parent folder",
+                ))?;
+            Item {
+                kind: *kind,
+                id: id.into(),
+            }
         }
     };
     if !covers(gw, restriction, &named, grant).await? {
-        return Err(outside("the request names an item outside the token's restriction"));
+        return Err(outside(
+            "the request names an item outside the token's restriction",
+        ));
     }
-    if let Some(field) = &route.destination {
-        if let Some((_, value)) = &json
-            && let Some(dest) = crate::json::field(value, field)
-        {
-            let id = crate::json::id_of(dest).ok_or(Rejection::BadRequest("the destination folder id is not an id"))?;
-            let dest = Item {
-                kind: ItemKind::Folder,
-                id: id.into(),
-            };
-            if !covers(gw, restriction, &dest, grant).await? {
-                return Err(outside("the destination folder is outside the token's restriction"));
-            }
+    if let Some(field) = &route.destination
+        && let Some((_, value)) = &json
+        && let Some(dest) = crate::json::field(value, field)
+    {
+        let id = crate::json::id_of(dest).ok_or(Rejection::BadRequest(
+            "the destination folder id is not an id",
+        ))?;
+        let dest = Item {
+            kind: ItemKind::Folder,
+            id: id.into(),
+        };
+        if !covers(gw, restriction, &dest, grant).await? {
+            return Err(outside(
+                "the destination folder is outside the token's restriction",
+            ));
         }
     }
     Ok(match (json, forward_body) {
@@ -300,26 +356,50 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
 
     #[test]
     fn bearer_parsing_follows_rfc_6750() {
-        assert_eq!(bearer(&headers(&[("authorization", "Bearer abc")])), Ok("abc"));
-        assert_eq!(bearer(&headers(&[("authorization", "bearer abc")])), Ok("abc"));
+        assert_eq!(
+            bearer(&headers(&[("authorization", "Bearer abc")])),
+            Ok("abc")
+        );
+        assert_eq!(
+            bearer(&headers(&[("authorization", "bearer abc")])),
+            Ok("abc")
+        );
         assert_eq!(bearer(&headers(&[])), Err(Rejection::NoToken));
-        assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), Err(Rejection::NoToken));
-        assert!(matches!(bearer(&headers(&[("authorization", "Bearer a b")])), Err(Rejection::BadRequest(_))));
-        assert!(matches!(bearer(&headers(&[("authorization", "Bearer ")])), Err(Rejection::BadRequest(_))));
+        assert_eq!(
+            bearer(&headers(&[("authorization", "Basic abc")])),
+            Err(Rejection::NoToken)
+        );
+        assert!(matches!(
+            bearer(&headers(&[("authorization", "Bearer a b")])),
+            Err(Rejection::BadRequest(_))
+        ));
+        assert!(matches!(
+            bearer(&headers(&[("authorization", "Bearer ")])),
+            Err(Rejection::BadRequest(_))
+        ));
     }
 
     #[test]
     fn override_and_duplicate_auth_headers_are_refused() {
         assert!(check_headers(&headers(&[("x-http-method-override", "DELETE")])).is_err());
         assert!(check_headers(&headers(&[("x-original-url", "/2.0/folders/0")])).is_err());
-        assert!(check_headers(&headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])).is_err());
+        assert!(
+            check_headers(&headers(&[
+                ("authorization", "Bearer a"),
+                ("authorization", "Bearer b")
+            ]))
+            .is_err()
+        );
         assert!(check_headers(&headers(&[("authorization", "Bearer a")])).is_ok());
     }
 }

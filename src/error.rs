@@ -76,7 +76,9 @@ impl Rejection {
             Rejection::BadRequest(_) => "invalid_request",
             Rejection::NoToken => "unauthorized",
             Rejection::InvalidToken(_) => "invalid_token",
-            Rejection::InsufficientScope { .. } | Rejection::OutsideRestriction { .. } => "insufficient_scope",
+            Rejection::InsufficientScope { .. } | Rejection::OutsideRestriction { .. } => {
+                "insufficient_scope"
+            }
             Rejection::Forbidden(_) | Rejection::NoRoute => "forbidden",
             Rejection::TooLarge => "request_too_large",
             Rejection::Unavailable(_) => "unavailable",
@@ -93,10 +95,14 @@ impl Rejection {
             Rejection::InsufficientScope { needed } => {
                 format!("The token lacks the scope this request needs (one of: {needed})")
             }
-            Rejection::OutsideRestriction { why, .. } => format!("The token does not cover this item: {why}"),
+            Rejection::OutsideRestriction { why, .. } => {
+                format!("The token does not cover this item: {why}")
+            }
             Rejection::Forbidden(why) => format!("Not allowed: {why}"),
             Rejection::NoRoute => "This endpoint is not open through the gateway".into(),
-            Rejection::TooLarge => "The request body is larger than the gateway accepts here".into(),
+            Rejection::TooLarge => {
+                "The request body is larger than the gateway accepts here".into()
+            }
             Rejection::Unavailable(why) => format!("The gateway cannot decide right now: {why}"),
             Rejection::BadGateway => "The upstream API could not be reached".into(),
             Rejection::GatewayTimeout => "The upstream API did not answer in time".into(),
@@ -116,7 +122,8 @@ impl Rejection {
                 "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"The access token is {}\"",
                 esc(why)
             )),
-            Rejection::InsufficientScope { needed } | Rejection::OutsideRestriction { needed, .. } => Some(format!(
+            Rejection::InsufficientScope { needed }
+            | Rejection::OutsideRestriction { needed, .. } => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
                 esc(needed)
             )),
@@ -135,7 +142,10 @@ impl Rejection {
             "request_id": request_id,
         });
         let mut resp = json_response(status, json.to_string());
-        if let Some(c) = self.challenge(realm).and_then(|c| HeaderValue::from_str(&c).ok()) {
+        if let Some(c) = self
+            .challenge(realm)
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
         resp
@@ -186,7 +196,8 @@ impl OAuthError {
         let json = serde_json::json!({ "error": self.code, "error_description": self.description });
         let mut resp = json_response(self.status, json.to_string());
         // RFC 6749 5.1: token endpoint answers must not be cached.
-        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp
     }
 }
@@ -195,8 +206,10 @@ impl OAuthError {
 pub fn json_response(status: StatusCode, json: String) -> Response<Body> {
     let mut resp = Response::new(body::full(Bytes::from(json)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -222,7 +235,10 @@ mod tests {
     fn missing_token_challenge_has_no_error_code() {
         let r = Rejection::NoToken.into_response("scopegate", "abc");
         assert_eq!(r.status(), 401);
-        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer realm=\"scopegate\"");
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"scopegate\""
+        );
     }
 
     #[test]

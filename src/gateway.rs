@@ -79,7 +79,12 @@ impl Gateway {
             introspector.clone(),
             config.grant_cache_entries,
         );
-        let ancestry = Ancestry::new(&config.subtree, client.clone(), config.upstream.api.clone(), metrics.clone());
+        let ancestry = Ancestry::new(
+            &config.subtree,
+            client.clone(),
+            config.upstream.api.clone(),
+            metrics.clone(),
+        );
         let gw = Gateway {
             ancestry,
             cors: Cors::new(&config.cors_origins),
@@ -132,7 +137,8 @@ impl Gateway {
         if req.method() != Method::POST {
             let mut r = OAuthError::invalid_request("use POST").into_response();
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
             return r;
         }
         let revoke = req.uri().path() == "/oauth2/revoke";
@@ -169,7 +175,9 @@ impl Gateway {
             self.metrics.grant_cache_hits.inc();
         } else {
             self.metrics.grant_cache_misses.inc();
-            self.metrics.grant_cache_entries.set(self.grants.cached_entries() as i64);
+            self.metrics
+                .grant_cache_entries
+                .set(self.grants.cached_entries() as i64);
         }
         let token = allowed.grant.token_hash().short();
         let upstream = if allowed.permit.target.path().starts_with("/api/") {
@@ -182,9 +190,22 @@ impl Gateway {
             tls: conn.tls,
             request_id: rid_value,
         };
-        match crate::proxy::forward(&self.client, upstream, allowed.permit, parts, allowed.body, side, &self.metrics).await {
+        match crate::proxy::forward(
+            &self.client,
+            upstream,
+            allowed.permit,
+            parts,
+            allowed.body,
+            side,
+            &self.metrics,
+        )
+        .await
+        {
             Ok(resp) => {
-                self.metrics.requests.with_label_values(&[&route, "allow", "ok"]).inc();
+                self.metrics
+                    .requests
+                    .with_label_values(&[&route, "allow", "ok"])
+                    .inc();
                 tracing::info!(
                     request_id = rid, route = &*route, method = %method, decision = "allow", reason = "ok",
                     status = resp.status().as_u16(), decision_us = decided.as_micros() as u64,
@@ -206,7 +227,11 @@ impl Gateway {
         token: Option<&str>,
         decided: std::time::Duration,
     ) -> Response<Body> {
-        let decision = if rej.status().is_server_error() { "error" } else { "deny" };
+        let decision = if rej.status().is_server_error() {
+            "error"
+        } else {
+            "deny"
+        };
         self.metrics
             .requests
             .with_label_values(&[route, decision, rej.reason()])

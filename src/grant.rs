@@ -84,7 +84,11 @@ impl Grant {
 
     /// From claims that opened under the keyring. Unknown scope names are
     /// dropped: a grant is never widened by a name this gateway cannot read.
-    pub fn from_claims(c: Claims, token_hash: Digest, table: &ScopeTable) -> Result<Grant, TokenError> {
+    pub fn from_claims(
+        c: Claims,
+        token_hash: Digest,
+        table: &ScopeTable,
+    ) -> Result<Grant, TokenError> {
         let restricted_to = match c.r {
             None => None,
             Some(r) => Some(Item {
@@ -107,7 +111,13 @@ impl Grant {
 
     /// From an active introspection answer. The token is its own family, so
     /// revoking it as a parent also revokes what was minted from it.
-    pub fn from_introspection(i: &Introspected, token_hash: Digest, table: &ScopeTable, now: u64, ttl: Duration) -> Grant {
+    pub fn from_introspection(
+        i: &Introspected,
+        token_hash: Digest,
+        table: &ScopeTable,
+        now: u64,
+        ttl: Duration,
+    ) -> Grant {
         Grant {
             scopes: table.expand_lenient(i.scope.as_deref().unwrap_or("").split(' ')),
             restricted_to: None,
@@ -150,7 +160,9 @@ impl Expiry<Digest, Resolved> for UntilExpiry {
         let until = match v {
             Resolved::Grant(_, until) | Resolved::Inactive(until) => *until,
         };
-        Some(Duration::from_secs(until.saturating_sub(crate::clock::unix_now())))
+        Some(Duration::from_secs(
+            until.saturating_sub(crate::clock::unix_now()),
+        ))
     }
 }
 
@@ -166,7 +178,12 @@ pub struct Grants {
 const PASS_THROUGH_TTL: Duration = Duration::from_secs(60);
 
 impl Grants {
-    pub fn new(keyring: Arc<Keyring>, external: ExternalTokens, introspector: Option<Arc<Introspector>>, capacity: u64) -> Grants {
+    pub fn new(
+        keyring: Arc<Keyring>,
+        external: ExternalTokens,
+        introspector: Option<Arc<Introspector>>,
+        capacity: u64,
+    ) -> Grants {
         Grants {
             cache: moka::future::Cache::builder()
                 .max_capacity(capacity)
@@ -183,7 +200,12 @@ impl Grants {
     }
 
     /// The grant for a bearer token, or the 401/503 to answer.
-    pub async fn resolve(&self, token: &str, table: &ScopeTable, now: u64) -> Result<(Arc<Grant>, bool), Rejection> {
+    pub async fn resolve(
+        &self,
+        token: &str,
+        table: &ScopeTable,
+        now: u64,
+    ) -> Result<(Arc<Grant>, bool), Rejection> {
         if token.len() > token::MAX_TOKEN_LEN {
             return Err(Rejection::InvalidToken("malformed"));
         }
@@ -196,8 +218,12 @@ impl Grants {
             };
         }
         let resolved = if token.starts_with(token::PREFIX) {
-            let claims = self.keyring.open(token).map_err(|_| Rejection::InvalidToken("invalid"))?;
-            let g = Grant::from_claims(claims, hash, table).map_err(|_| Rejection::InvalidToken("invalid"))?;
+            let claims = self
+                .keyring
+                .open(token)
+                .map_err(|_| Rejection::InvalidToken("invalid"))?;
+            let g = Grant::from_claims(claims, hash, table)
+                .map_err(|_| Rejection::InvalidToken("invalid"))?;
             if g.exp <= now {
                 return Err(Rejection::InvalidToken("expired"));
             }
@@ -211,7 +237,8 @@ impl Grants {
                         let answer = i.introspect(token).await.map_err(|_| ())?;
                         Ok::<_, ()>(match answer {
                             Some(a) => {
-                                let g = Grant::from_introspection(&a, hash, table, now, i.cache_ttl());
+                                let g =
+                                    Grant::from_introspection(&a, hash, table, now, i.cache_ttl());
                                 let until = g.exp.min(now + i.cache_ttl().as_secs());
                                 Resolved::Grant(Arc::new(g), until)
                             }

@@ -42,7 +42,8 @@ impl Introspector {
         // Built in its own scope: the serializer is not Send and must not live across the await.
         let body = {
             let mut form = form_urlencoded::Serializer::new(String::new());
-            form.append_pair("token", token).append_pair("token_type_hint", "access_token");
+            form.append_pair("token", token)
+                .append_pair("token_type_hint", "access_token");
             if let Some(id) = &self.cfg.client_id {
                 form.append_pair("client_id", id);
             }
@@ -64,10 +65,18 @@ fn parse(json: &serde_json::Value) -> Option<Introspected> {
         return None;
     }
     let num = |k: &str| json.get(k).and_then(serde_json::Value::as_u64);
-    let text = |k: &str| json.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let text = |k: &str| {
+        json.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
     Some(Introspected {
         scope: text("scope"),
-        sub: text("sub").or_else(|| json.get("sub").and_then(|v| v.as_u64()).map(|n| n.to_string())),
+        sub: text("sub").or_else(|| {
+            json.get("sub")
+                .and_then(|v| v.as_u64())
+                .map(|n| n.to_string())
+        }),
         exp: num("exp"),
         iat: num("iat"),
     })
@@ -83,7 +92,8 @@ mod tests {
         assert!(parse(&json!({"active": false, "scope": "x"})).is_none());
         assert!(parse(&json!({"active": "true"})).is_none());
         assert!(parse(&json!({})).is_none());
-        let a = parse(&json!({"active": true, "scope": "item_read", "sub": 42, "exp": 10})).unwrap();
+        let a =
+            parse(&json!({"active": true, "scope": "item_read", "sub": 42, "exp": 10})).unwrap();
         assert_eq!(a.sub.as_deref(), Some("42"));
         assert_eq!(a.exp, Some(10));
         assert_eq!(a.iat, None);

@@ -102,8 +102,14 @@ mod tests {
     #[test]
     fn fields_and_ids() {
         let v = parse_strict(br#"{"parent":{"id":"12"},"item":{"type":"file","id":34}}"#).unwrap();
-        assert_eq!(id_of(field(&v, &["parent".into(), "id".into()]).unwrap()), Some("12".into()));
-        assert_eq!(id_of(field(&v, &["item".into(), "id".into()]).unwrap()), Some("34".into()));
+        assert_eq!(
+            id_of(field(&v, &["parent".into(), "id".into()]).unwrap()),
+            Some("12".into())
+        );
+        assert_eq!(
+            id_of(field(&v, &["item".into(), "id".into()]).unwrap()),
+            Some("34".into())
+        );
         assert!(field(&v, &["nope".into()]).is_none());
         assert_eq!(id_of(&Value::from(-1)), None);
     }

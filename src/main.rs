@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "scopegate", version, about = "Downscoped tokens and instant revocation in front of a content API")]
+#[command(
+    name = "scopegate",
+    version,
+    about = "Downscoped tokens and instant revocation in front of a content API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,11 @@ fn main() -> ExitCode {
                 let _ = writeln!(out, "{}: ok", config.display());
                 for r in l.policy.routes() {
                     let object = format!("{:?}", r.object);
-                    let _ = writeln!(out, "{:<32} {:<7} {:<56} {:<36} {}", r.name, r.method, r.template, object, r.scope_names);
+                    let _ = writeln!(
+                        out,
+                        "{:<32} {:<7} {:<56} {:<36} {}",
+                        r.name, r.method, r.template, object, r.scope_names
+                    );
                 }
                 ExitCode::SUCCESS
             }
@@ -90,7 +98,11 @@ fn main() -> ExitCode {
 
 async fn serve(loaded: scopegate::app::Loaded) -> ExitCode {
     let tls = loaded.tls.clone();
-    let (public_addr, admin_addr, grace) = (loaded.config.public, loaded.config.admin, loaded.config.drain);
+    let (public_addr, admin_addr, grace) = (
+        loaded.config.public,
+        loaded.config.admin,
+        loaded.config.drain,
+    );
     let gw = match scopegate::app::build(loaded, scopegate::metrics::Metrics::new()) {
         Ok(g) => g,
         Err(e) => {
@@ -115,8 +127,14 @@ async fn serve(loaded: scopegate::app::Loaded) -> ExitCode {
     // Tests and supervisors read the bound addresses from this line.
     println!(
         "scopegate listening public={} admin={}",
-        public.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        admin.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        public
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        admin
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
     );
     tracing::info!(public = %public_addr, admin = %admin_addr, "scopegate started");
     scopegate::server::run(gw, public, admin, tls, shutdown_signal(), grace).await;
@@ -125,7 +143,10 @@ async fn serve(loaded: scopegate::app::Loaded) -> ExitCode {
 
 fn runtime() -> tokio::runtime::Runtime {
     let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("SCOPEGATE_WORKERS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("SCOPEGATE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         b.worker_threads(n);
     }
     b.enable_all().build().expect("the tokio runtime starts")
@@ -134,7 +155,9 @@ fn runtime() -> tokio::runtime::Runtime {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCOPEGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {

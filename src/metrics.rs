@@ -6,7 +6,8 @@
 //! can run several gateways in one process without sharing counters.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric family this module registers, by its exported name.
@@ -63,33 +64,38 @@ pub struct Metrics {
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    r.register(Box::new(c.clone())).expect("metric registered once");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("static metric definition");
-    r.register(Box::new(c.clone())).expect("metric registered once");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("static metric definition");
-    r.register(Box::new(g.clone())).expect("metric registered once");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
     g
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("static metric definition");
-    r.register(Box::new(h.clone())).expect("metric registered once");
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("static metric definition");
+    r.register(Box::new(h.clone()))
+        .expect("metric registered once");
     h
 }
 
 /// 10 us .. 10 s, for in-process decisions and network calls alike.
 fn latency_buckets() -> Vec<f64> {
     vec![
-        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        2.5, 5.0, 10.0,
+        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+        0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ]
 }
 
@@ -97,12 +103,16 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         let upstream_seconds = HistogramVec::new(
-            HistogramOpts::new("scopegate_upstream_seconds", "Time to the upstream's response head, by route.")
-                .buckets(latency_buckets()),
+            HistogramOpts::new(
+                "scopegate_upstream_seconds",
+                "Time to the upstream's response head, by route.",
+            )
+            .buckets(latency_buckets()),
             &["route"],
         )
         .expect("static metric definition");
-        r.register(Box::new(upstream_seconds.clone())).expect("metric registered once");
+        r.register(Box::new(upstream_seconds.clone()))
+            .expect("metric registered once");
         Metrics {
             requests: counter_vec(
                 &r,
@@ -117,10 +127,22 @@ impl Metrics {
                 latency_buckets(),
             ),
             upstream_seconds,
-            grant_cache_hits: counter(&r, "scopegate_grant_cache_hits_total", "Grant lookups answered from the cache."),
-            grant_cache_misses: counter(&r, "scopegate_grant_cache_misses_total", "Grant lookups that verified or introspected."),
+            grant_cache_hits: counter(
+                &r,
+                "scopegate_grant_cache_hits_total",
+                "Grant lookups answered from the cache.",
+            ),
+            grant_cache_misses: counter(
+                &r,
+                "scopegate_grant_cache_misses_total",
+                "Grant lookups that verified or introspected.",
+            ),
             grant_cache_entries: gauge(&r, "scopegate_grant_cache_entries", "Grants in the cache."),
-            tokens_minted: counter(&r, "scopegate_tokens_minted_total", "Downscoped tokens minted."),
+            tokens_minted: counter(
+                &r,
+                "scopegate_tokens_minted_total",
+                "Downscoped tokens minted.",
+            ),
             oauth_requests: counter_vec(
                 &r,
                 "scopegate_oauth_requests_total",
@@ -133,7 +155,11 @@ impl Metrics {
                 "Revocation events applied, by kind and source.",
                 &["kind", "source"],
             ),
-            revocation_entries: gauge(&r, "scopegate_revocation_entries", "Live revocation entries."),
+            revocation_entries: gauge(
+                &r,
+                "scopegate_revocation_entries",
+                "Live revocation entries.",
+            ),
             revocation_propagation_seconds: histogram(
                 &r,
                 "scopegate_revocation_propagation_seconds",
@@ -145,7 +171,11 @@ impl Metrics {
                 "scopegate_revocation_stream_staleness_seconds",
                 "Seconds since the revocation stream was last confirmed live.",
             ),
-            introspection_errors: counter(&r, "scopegate_introspection_errors_total", "Failed introspection calls."),
+            introspection_errors: counter(
+                &r,
+                "scopegate_introspection_errors_total",
+                "Failed introspection calls.",
+            ),
             upstream_errors: counter_vec(
                 &r,
                 "scopegate_upstream_errors_total",
@@ -177,7 +207,11 @@ impl Metrics {
     /// Names of the families `gather` returns now. A labelled family
     /// appears only once one of its label sets has been used.
     pub fn families(&self) -> Vec<String> {
-        self.registry.gather().iter().map(|f| f.name().to_string()).collect()
+        self.registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect()
     }
 }
 
@@ -198,14 +232,22 @@ mod tests {
         // Vecs without a child are left out of `gather`; touch each once.
         m.requests.with_label_values(&["r", "allow", "ok"]).inc();
         m.upstream_seconds.with_label_values(&["r"]).observe(0.1);
-        m.oauth_requests.with_label_values(&["exchange", "ok"]).inc();
-        m.revocations_applied.with_label_values(&["token", "api"]).inc();
+        m.oauth_requests
+            .with_label_values(&["exchange", "ok"])
+            .inc();
+        m.revocations_applied
+            .with_label_values(&["token", "api"])
+            .inc();
         m.upstream_errors.with_label_values(&["timeout"]).inc();
         m.ancestry_lookups.with_label_values(&["hit"]).inc();
 
         let registered: BTreeSet<String> = m.families().into_iter().collect();
         let listed: BTreeSet<String> = METRIC_NAMES.iter().map(|s| s.to_string()).collect();
-        assert_eq!(listed.len(), METRIC_NAMES.len(), "METRIC_NAMES has a duplicate");
+        assert_eq!(
+            listed.len(),
+            METRIC_NAMES.len(),
+            "METRIC_NAMES has a duplicate"
+        );
         assert_eq!(registered, listed);
         assert!(METRIC_NAMES.iter().all(|n| n.starts_with("scopegate_")));
     }

@@ -37,7 +37,9 @@ impl Form {
         let mut map = HashMap::new();
         for (k, v) in form_urlencoded::parse(bytes) {
             if map.insert(k.to_string(), v.to_string()).is_some() {
-                return Err(OAuthError::invalid_request(format!("parameter `{k}` appears more than once")));
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter `{k}` appears more than once"
+                )));
             }
         }
         Ok(Form(map))
@@ -48,7 +50,8 @@ impl Form {
     }
 
     fn require(&self, k: &str) -> Result<&str, OAuthError> {
-        self.get(k).ok_or_else(|| OAuthError::invalid_request(format!("missing parameter `{k}`")))
+        self.get(k)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter `{k}`")))
     }
 }
 
@@ -60,20 +63,35 @@ struct Parent {
 }
 
 /// Reads the form body of an `/oauth2/*` request.
-pub async fn read_form(gw: &Gateway, req: http::Request<hyper::body::Incoming>) -> Result<Bytes, OAuthError> {
+pub async fn read_form(
+    gw: &Gateway,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<Bytes, OAuthError> {
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !is_form {
-        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
     }
     body::read_limited(req.into_body(), gw.config.oauth_body_limit)
         .await
         .map_err(|e| match e {
-            body::ReadError::TooLarge => OAuthError::invalid_request("the request body is too large"),
-            body::ReadError::Broken => OAuthError::invalid_request("the request body could not be read"),
+            body::ReadError::TooLarge => {
+                OAuthError::invalid_request("the request body is too large")
+            }
+            body::ReadError::Broken => {
+                OAuthError::invalid_request("the request body could not be read")
+            }
         })
 }
 
@@ -84,18 +102,24 @@ pub async fn token(gw: &Gateway, raw: Bytes) -> Response<Body> {
         Ok(form) => match form.get("grant_type") {
             Some(TOKEN_EXCHANGE) => exchange(gw, &form).await,
             Some(_) => return forward_grant(gw, raw).await,
-            None => Err(OAuthError::invalid_request("missing parameter `grant_type`")),
+            None => Err(OAuthError::invalid_request(
+                "missing parameter `grant_type`",
+            )),
         },
     };
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.code,
     };
-    gw.metrics.oauth_requests.with_label_values(&["exchange", outcome]).inc();
+    gw.metrics
+        .oauth_requests
+        .with_label_values(&["exchange", outcome])
+        .inc();
     match result {
         Ok(json) => {
             let mut r = json_response(StatusCode::OK, json.to_string());
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         Err(e) => e.into_response(),
@@ -105,19 +129,27 @@ pub async fn token(gw: &Gateway, raw: Bytes) -> Response<Body> {
 async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
     let parent_token = form.require("subject_token")?;
     if form.require("subject_token_type")? != ACCESS_TOKEN_TYPE {
-        return Err(OAuthError::invalid_request(format!("`subject_token_type` must be {ACCESS_TOKEN_TYPE}")));
+        return Err(OAuthError::invalid_request(format!(
+            "`subject_token_type` must be {ACCESS_TOKEN_TYPE}"
+        )));
     }
     let scope_param = form.require("scope")?;
-    if parent_token.len() > token::MAX_TOKEN_LEN || parent_token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+    if parent_token.len() > token::MAX_TOKEN_LEN
+        || parent_token.bytes().any(|b| !(0x21..0x7f).contains(&b))
+    {
         return Err(OAuthError::invalid_grant("the subject token is malformed"));
     }
     if parent_token.starts_with(token::PREFIX) {
-        return Err(OAuthError::invalid_grant("a downscoped token cannot be exchanged again; use the parent token"));
+        return Err(OAuthError::invalid_grant(
+            "a downscoped token cannot be exchanged again; use the parent token",
+        ));
     }
     let family = Digest::of(parent_token.as_bytes());
     let now = unix_now();
     if gw.revocations.is_revoked(&family, &family, None, Some(now)) {
-        return Err(OAuthError::invalid_grant("the subject token has been revoked"));
+        return Err(OAuthError::invalid_grant(
+            "the subject token has been revoked",
+        ));
     }
     let policy = gw.policy();
     let table = &policy.scopes;
@@ -134,7 +166,9 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
     if names.is_empty() {
         return Err(OAuthError::invalid_request("`scope` names no scope"));
     }
-    let requested = table.exact(names.iter().copied()).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+    let requested = table
+        .exact(names.iter().copied())
+        .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
 
     let resource = form.get("resource").map(parse_resource).transpose()?;
     let parent = validate_parent(gw, parent_token, now).await?;
@@ -142,9 +176,16 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
         let missing: Vec<&str> = names
             .iter()
             .copied()
-            .filter(|n| table.exact([*n]).is_ok_and(|s| !parent.scopes.contains_all(s)))
+            .filter(|n| {
+                table
+                    .exact([*n])
+                    .is_ok_and(|s| !parent.scopes.contains_all(s))
+            })
             .collect();
-        return Err(OAuthError::invalid_scope(format!("the subject token does not hold: {}", missing.join(" "))));
+        return Err(OAuthError::invalid_scope(format!(
+            "the subject token does not hold: {}",
+            missing.join(" ")
+        )));
     }
     let object = match &resource {
         Some((kind, id)) => Some(lookup(gw, parent_token, *kind, id).await?),
@@ -188,7 +229,11 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
 
 /// `https://any.host/2.0/files/123` or `.../2.0/folders/45`.
 fn parse_resource(url: &str) -> Result<(ItemKind, String), OAuthError> {
-    let bad = || OAuthError::invalid_resource("`resource` must be a file or folder URL like https://api.box.com/2.0/files/123");
+    let bad = || {
+        OAuthError::invalid_resource(
+            "`resource` must be a file or folder URL like https://api.box.com/2.0/files/123",
+        )
+    };
     let uri: http::Uri = url.parse().map_err(|_| bad())?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.query().is_some() {
         return Err(bad());
@@ -200,7 +245,12 @@ fn parse_resource(url: &str) -> Result<(ItemKind, String), OAuthError> {
         "folders" => ItemKind::Folder,
         _ => return Err(bad()),
     };
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(bad());
     }
     Ok((kind, id.to_string()))
@@ -217,32 +267,55 @@ async fn validate_parent(gw: &Gateway, parent: &str, now: u64) -> Result<Parent,
                 .map_err(unavailable)?;
             match status {
                 200..=299 => {}
-                401 | 403 => return Err(OAuthError::invalid_grant("the subject token is not valid at the upstream")),
-                _ => return Err(OAuthError::unavailable("the upstream could not validate the subject token")),
+                401 | 403 => {
+                    return Err(OAuthError::invalid_grant(
+                        "the subject token is not valid at the upstream",
+                    ));
+                }
+                _ => {
+                    return Err(OAuthError::unavailable(
+                        "the upstream could not validate the subject token",
+                    ));
+                }
             }
             let subject = crate::json::id_of(json.get("id").unwrap_or(&Value::Null));
             Ok(Parent {
-                scopes: policy.scopes.expand_lenient(gw.config.parent_scopes.iter().map(String::as_str)),
+                scopes: policy
+                    .scopes
+                    .expand_lenient(gw.config.parent_scopes.iter().map(String::as_str)),
                 subject,
                 remaining: gw.config.parent_lifetime.as_secs(),
             })
         }
         ParentCheck::Introspect => {
-            let i = gw.introspector.as_ref().ok_or_else(|| OAuthError::unavailable("no introspection configured"))?;
+            let i = gw
+                .introspector
+                .as_ref()
+                .ok_or_else(|| OAuthError::unavailable("no introspection configured"))?;
             let answer = i.introspect(parent).await.map_err(|e| {
                 gw.metrics.introspection_errors.inc();
                 unavailable(e)
             })?;
-            let a = answer.ok_or_else(|| OAuthError::invalid_grant("the subject token is not active"))?;
-            if gw.revocations.is_revoked(&Digest::of(parent.as_bytes()), &Digest::of(parent.as_bytes()), a.sub.as_deref(), a.iat) {
-                return Err(OAuthError::invalid_grant("the subject token has been revoked"));
+            let a = answer
+                .ok_or_else(|| OAuthError::invalid_grant("the subject token is not active"))?;
+            if gw.revocations.is_revoked(
+                &Digest::of(parent.as_bytes()),
+                &Digest::of(parent.as_bytes()),
+                a.sub.as_deref(),
+                a.iat,
+            ) {
+                return Err(OAuthError::invalid_grant(
+                    "the subject token has been revoked",
+                ));
             }
             let remaining = match a.exp {
                 Some(exp) => exp.saturating_sub(now),
                 None => gw.config.parent_lifetime.as_secs(),
             };
             Ok(Parent {
-                scopes: policy.scopes.expand_lenient(a.scope.as_deref().unwrap_or("").split(' ')),
+                scopes: policy
+                    .scopes
+                    .expand_lenient(a.scope.as_deref().unwrap_or("").split(' ')),
                 subject: a.sub,
                 remaining,
             })
@@ -268,18 +341,40 @@ async fn lookup(gw: &Gateway, parent: &str, kind: ItemKind, id: &str) -> Result<
         .map_err(unavailable)?;
     match status {
         200 => {}
-        401 => return Err(OAuthError::invalid_grant("the subject token is not valid at the upstream")),
-        400..=499 => return Err(OAuthError::invalid_resource("the resource does not exist or the subject token cannot see it")),
-        _ => return Err(OAuthError::unavailable("the upstream could not look up the resource")),
+        401 => {
+            return Err(OAuthError::invalid_grant(
+                "the subject token is not valid at the upstream",
+            ));
+        }
+        400..=499 => {
+            return Err(OAuthError::invalid_resource(
+                "the resource does not exist or the subject token cannot see it",
+            ));
+        }
+        _ => {
+            return Err(OAuthError::unavailable(
+                "the upstream could not look up the resource",
+            ));
+        }
     }
     if json.get("type").and_then(Value::as_str) != Some(kind.as_str())
         || json.get("id").and_then(crate::json::id_of).as_deref() != Some(id)
     {
-        return Err(OAuthError::invalid_resource("the upstream answered with another item"));
+        return Err(OAuthError::invalid_resource(
+            "the upstream answered with another item",
+        ));
     }
     let mut object = serde_json::Map::new();
     let keys: &[&str] = match kind {
-        ItemKind::File => &["type", "id", "name", "etag", "sequence_id", "sha1", "file_version"],
+        ItemKind::File => &[
+            "type",
+            "id",
+            "name",
+            "etag",
+            "sequence_id",
+            "sha1",
+            "file_version",
+        ],
         ItemKind::Folder => &["type", "id", "name", "etag", "sequence_id"],
     };
     for k in keys {
@@ -297,7 +392,11 @@ async fn forward_grant(gw: &Gateway, raw: Bytes) -> Response<Body> {
             .oauth_requests
             .with_label_values(&["exchange", "unsupported_grant_type"])
             .inc();
-        return OAuthError::new("unsupported_grant_type", "only token exchange is handled here").into_response();
+        return OAuthError::new(
+            "unsupported_grant_type",
+            "only token exchange is handled here",
+        )
+        .into_response();
     };
     let req = http::Request::post(url.clone())
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -305,7 +404,10 @@ async fn forward_grant(gw: &Gateway, raw: Bytes) -> Response<Body> {
     let Ok(req) = req else {
         return OAuthError::unavailable("the token endpoint is misconfigured").into_response();
     };
-    gw.metrics.oauth_requests.with_label_values(&["forward", "sent"]).inc();
+    gw.metrics
+        .oauth_requests
+        .with_label_values(&["forward", "sent"])
+        .inc();
     match gw.client.send(req).await {
         Ok(resp) => {
             let (mut parts, b) = resp.into_parts();
@@ -326,11 +428,15 @@ pub async fn revoke(gw: &Gateway, raw: Bytes) -> Response<Body> {
         Ok(()) => "ok",
         Err(e) => e.code,
     };
-    gw.metrics.oauth_requests.with_label_values(&["revoke", outcome]).inc();
+    gw.metrics
+        .oauth_requests
+        .with_label_values(&["revoke", outcome])
+        .inc();
     match result {
         Ok(()) => {
             let mut r = Response::new(body::empty());
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         Err(e) => e.into_response(),
@@ -349,7 +455,14 @@ async fn revoke_inner(gw: &Gateway, raw: &[u8]) -> Result<(), OAuthError> {
         Ok(claims) => (Target::Token(hash), claims.exp),
         // A token that does not open here may be a parent: revoke its family
         // for as long as anything minted from it could live.
-        Err(_) => (Target::Family(hash), now + gw.config.max_expires_in.as_secs().max(gw.config.parent_lifetime.as_secs())),
+        Err(_) => (
+            Target::Family(hash),
+            now + gw
+                .config
+                .max_expires_in
+                .as_secs()
+                .max(gw.config.parent_lifetime.as_secs()),
+        ),
     };
     if keep_until < now {
         return Ok(()); // Already expired: nothing to remember.
@@ -361,10 +474,13 @@ async fn revoke_inner(gw: &Gateway, raw: &[u8]) -> Result<(), OAuthError> {
         keep_until,
         source: Source::Api,
     };
-    gw.revocations.revoke(ev, &gw.grants, &gw.metrics).await.map_err(|e| {
-        tracing::error!(error = %e, "revocation could not be made durable");
-        OAuthError::unavailable("the revocation could not be stored; retry")
-    })?;
+    gw.revocations
+        .revoke(ev, &gw.grants, &gw.metrics)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "revocation could not be made durable");
+            OAuthError::unavailable("the revocation could not be stored; retry")
+        })?;
     if is_parent && let Some(url) = &gw.config.upstream.revoke_endpoint {
         // Best effort: the family is already revoked here whatever the upstream says.
         let pass = String::from_utf8_lossy(raw).into_owned();
@@ -381,8 +497,14 @@ mod tests {
 
     #[test]
     fn resources_parse_from_any_host() {
-        assert_eq!(parse_resource("https://api.box.com/2.0/files/123").unwrap(), (ItemKind::File, "123".into()));
-        assert_eq!(parse_resource("http://x/2.0/folders/0").unwrap(), (ItemKind::Folder, "0".into()));
+        assert_eq!(
+            parse_resource("https://api.box.com/2.0/files/123").unwrap(),
+            (ItemKind::File, "123".into())
+        );
+        assert_eq!(
+            parse_resource("http://x/2.0/folders/0").unwrap(),
+            (ItemKind::Folder, "0".into())
+        );
         for bad in [
             "https://api.box.com/2.0/files/",
             "https://api.box.com/2.0/files/1/content",
@@ -391,7 +513,11 @@ mod tests {
             "https://api.box.com/2.0/files/1?x=1",
             "https://api.box.com/2.0/files/%2e%2e",
         ] {
-            assert_eq!(parse_resource(bad).unwrap_err().code, "invalid_resource", "{bad}");
+            assert_eq!(
+                parse_resource(bad).unwrap_err().code,
+                "invalid_resource",
+                "{bad}"
+            );
         }
     }
 

@@ -178,7 +178,10 @@ impl Policy {
         for (i, r) in raw.route.into_iter().enumerate() {
             let key = format!("route[{i}]");
             if let Some(prev) = names.insert(r.name.clone(), i) {
-                problems.push(&format!("{key}.name"), format!("`{}` is also the name of route[{prev}]", r.name));
+                problems.push(
+                    &format!("{key}.name"),
+                    format!("`{}` is also the name of route[{prev}]", r.name),
+                );
                 continue;
             }
             match policy.compile(r) {
@@ -194,26 +197,57 @@ impl Policy {
     }
 
     fn compile(&self, r: RawRoute) -> Result<Route, (&'static str, String)> {
-        if r.name.is_empty() || !r.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)) {
-            return Err(("name", format!("`{}` must be non-empty lower-case letters, digits, `.`, `_` or `-`", r.name)));
+        if r.name.is_empty()
+            || !r
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            return Err((
+                "name",
+                format!(
+                    "`{}` must be non-empty lower-case letters, digits, `.`, `_` or `-`",
+                    r.name
+                ),
+            ));
         }
         let method = Method::from_bytes(r.method.as_bytes())
             .ok()
             .filter(|m| r.method.bytes().all(|b| b.is_ascii_uppercase()) && *m != Method::OPTIONS)
-            .ok_or(("method", format!("`{}` is not an upper-case HTTP method (OPTIONS is answered by CORS)", r.method)))?;
+            .ok_or((
+                "method",
+                format!(
+                    "`{}` is not an upper-case HTTP method (OPTIONS is answered by CORS)",
+                    r.method
+                ),
+            ))?;
         let params = template_params(&r.path).map_err(|m| ("path", m))?;
         if r.scopes.is_empty() {
             return Err(("scopes", "a route needs at least one scope".into()));
         }
-        let scopes = self.scopes.exact(r.scopes.iter().map(String::as_str)).map_err(|e| ("scopes", e.to_string()))?;
+        let scopes = self
+            .scopes
+            .exact(r.scopes.iter().map(String::as_str))
+            .map_err(|e| ("scopes", e.to_string()))?;
         let object = parse_object(&r.object, r.restricted.as_deref(), &params)?;
         let destination = match r.destination.as_deref() {
             None => None,
             Some(d) => {
-                let field = d.strip_prefix("folder:body.").filter(|f| !f.split('.').any(str::is_empty));
+                let field = d
+                    .strip_prefix("folder:body.")
+                    .filter(|f| !f.split('.').any(str::is_empty));
                 match field {
-                    Some(f) if !matches!(object, ObjectRule::None { .. }) => Some(f.split('.').map(str::to_owned).collect()),
-                    _ => return Err(("destination", format!("`{d}` must be \"folder:body.FIELD\" on a route with an object"))),
+                    Some(f) if !matches!(object, ObjectRule::None { .. }) => {
+                        Some(f.split('.').map(str::to_owned).collect())
+                    }
+                    _ => {
+                        return Err((
+                            "destination",
+                            format!(
+                                "`{d}` must be \"folder:body.FIELD\" on a route with an object"
+                            ),
+                        ));
+                    }
                 }
             }
         };
@@ -241,7 +275,10 @@ impl Policy {
         if let Some((_, other)) = node.methods.iter().find(|(m, _)| *m == route.method) {
             return Err(format!(
                 "`{} {}` overlaps route `{}` ({})",
-                route.method, route.template, self.routes[*other].name, self.routes[*other].template
+                route.method,
+                route.template,
+                self.routes[*other].name,
+                self.routes[*other].template
             ));
         }
         node.methods.push((route.method.clone(), idx));
@@ -299,9 +336,16 @@ fn template_params(path: &str) -> Result<Vec<String>, String> {
                 return Err(format!("parameter `{name}` appears twice"));
             }
             params.push(name.to_string());
-        } else if seg == "." || seg == ".." || !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
+        } else if seg == "."
+            || seg == ".."
+            || !seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
             // Literals must already be in the canonical spelling of crate::target.
-            return Err(format!("literal segment `{seg}` may hold only letters, digits, `-`, `.`, `_`, `~`"));
+            return Err(format!(
+                "literal segment `{seg}` may hold only letters, digits, `-`, `.`, `_`, `~`"
+            ));
         }
     }
     if params.len() > MAX_PARAMS {
@@ -310,19 +354,38 @@ fn template_params(path: &str) -> Result<Vec<String>, String> {
     Ok(params)
 }
 
-fn parse_object(object: &str, restricted: Option<&str>, params: &[String]) -> Result<ObjectRule, (&'static str, String)> {
+fn parse_object(
+    object: &str,
+    restricted: Option<&str>,
+    params: &[String],
+) -> Result<ObjectRule, (&'static str, String)> {
     let restricted_ok = match restricted {
         None | Some("deny") => false,
         Some("allow") => true,
-        Some(other) => return Err(("restricted", format!("`{other}` must be \"deny\" or \"allow\""))),
+        Some(other) => {
+            return Err((
+                "restricted",
+                format!("`{other}` must be \"deny\" or \"allow\""),
+            ));
+        }
     };
     if object == "none" {
         return Ok(ObjectRule::None { restricted_ok });
     }
     if restricted.is_some() {
-        return Err(("restricted", "only routes with object = \"none\" take `restricted`".into()));
+        return Err((
+            "restricted",
+            "only routes with object = \"none\" take `restricted`".into(),
+        ));
     }
-    let bad = || ("object", format!("`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F or folder:upload.F"));
+    let bad = || {
+        (
+            "object",
+            format!(
+                "`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F or folder:upload.F"
+            ),
+        )
+    };
     let (kind, source) = object.split_once(':').ok_or_else(bad)?;
     let (place, rest) = source.split_once('.').ok_or_else(bad)?;
     let field: Vec<String> = rest.split('.').map(str::to_owned).collect();
@@ -386,11 +449,19 @@ mod tests {
         let m = p.find(&Method::GET, "/2.0/files/42").unwrap();
         assert_eq!(&*m.route.name, "file.get");
         assert_eq!(m.param(0), Some("42"));
-        let m = p.find(&Method::POST, "/2.0/files/42/versions/current").unwrap();
+        let m = p
+            .find(&Method::POST, "/2.0/files/42/versions/current")
+            .unwrap();
         assert_eq!(&*m.route.name, "file.promote");
         // No backtracking: the literal node has no DELETE, so nothing matches.
-        assert!(p.find(&Method::DELETE, "/2.0/files/42/versions/current").is_none());
-        assert!(p.find(&Method::DELETE, "/2.0/files/42/versions/7").is_some());
+        assert!(
+            p.find(&Method::DELETE, "/2.0/files/42/versions/current")
+                .is_none()
+        );
+        assert!(
+            p.find(&Method::DELETE, "/2.0/files/42/versions/7")
+                .is_some()
+        );
         assert!(p.find(&Method::GET, "/2.0/files").is_none());
         assert!(p.find(&Method::PUT, "/2.0/files/42").is_none());
     }
@@ -407,7 +478,10 @@ mod tests {
             object = \"none\""
         );
         let err = policy(&text).unwrap_err().to_string();
-        assert!(err.contains("p.toml: route[3].path: `GET /2.0/files/{id}` overlaps route `file.get`"), "{err}");
+        assert!(
+            err.contains("p.toml: route[3].path: `GET /2.0/files/{id}` overlaps route `file.get`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -435,13 +509,18 @@ mod tests {
         "#;
         let err = policy(text).unwrap_err().to_string();
         assert!(err.contains("route[0].method"), "{err}");
-        assert!(err.contains("route[1].scopes: unknown scope `no_such_scope`"), "{err}");
+        assert!(
+            err.contains("route[1].scopes: unknown scope `no_such_scope`"),
+            "{err}"
+        );
         assert!(err.contains("route[2].restricted"), "{err}");
     }
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = policy("[[route]]\nname = \"a\"\nmethdo = \"GET\"").unwrap_err().to_string();
+        let err = policy("[[route]]\nname = \"a\"\nmethdo = \"GET\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("methdo"), "{err}");
     }
 

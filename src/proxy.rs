@@ -117,7 +117,8 @@ pub async fn forward(
     side: ClientSide<'_>,
     metrics: &Metrics,
 ) -> Result<Response<Body>, Rejection> {
-    let uri = crate::upstream::join(upstream, &permit.target.path_and_query()).map_err(|_| Rejection::BadGateway)?;
+    let uri = crate::upstream::join(upstream, &permit.target.path_and_query())
+        .map_err(|_| Rejection::BadGateway)?;
     let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -134,7 +135,8 @@ pub async fn forward(
     }
     h.insert(
         HeaderName::from_static("x-forwarded-for"),
-        HeaderValue::from_str(&side.peer.ip().to_string()).expect("an IP address is a valid header value"),
+        HeaderValue::from_str(&side.peer.ip().to_string())
+            .expect("an IP address is a valid header value"),
     );
     h.insert(
         HeaderName::from_static("x-forwarded-proto"),
@@ -143,7 +145,10 @@ pub async fn forward(
     if let Some(host) = original_host {
         h.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
-    h.insert(HeaderName::from_static("x-request-id"), side.request_id.clone());
+    h.insert(
+        HeaderName::from_static("x-request-id"),
+        side.request_id.clone(),
+    );
 
     let mut req = Request::new(body);
     *req.method_mut() = parts.method;
@@ -160,7 +165,9 @@ pub async fn forward(
     let resp = match result {
         Ok(r) => r,
         Err(UpstreamError::RefusedBody) => {
-            return Err(Rejection::BadRequest("an upload must be its attributes part and one file part"));
+            return Err(Rejection::BadRequest(
+                "an upload must be its attributes part and one file part",
+            ));
         }
         Err(e) => {
             let kind = match e {

@@ -108,7 +108,10 @@ impl ScopeTable {
     /// Builds the table from the builtin scopes, `extra` names, and an
     /// implication table (`scope -> [implied scopes]`). Names in the
     /// implication table are declared by appearing there.
-    pub fn new(extra: &[String], implies: &[(String, Vec<String>)]) -> Result<ScopeTable, ScopeError> {
+    pub fn new(
+        extra: &[String],
+        implies: &[(String, Vec<String>)],
+    ) -> Result<ScopeTable, ScopeError> {
         let mut table = ScopeTable {
             names: Vec::new(),
             index: HashMap::new(),
@@ -118,7 +121,11 @@ impl ScopeTable {
             .iter()
             .map(|s| s.to_string())
             .chain(extra.iter().cloned())
-            .chain(implies.iter().flat_map(|(k, v)| std::iter::once(k.clone()).chain(v.iter().cloned())));
+            .chain(
+                implies
+                    .iter()
+                    .flat_map(|(k, v)| std::iter::once(k.clone()).chain(v.iter().cloned())),
+            );
         for name in declared {
             table.declare(&name)?;
         }
@@ -134,9 +141,9 @@ impl ScopeTable {
         }
         loop {
             let mut changed = false;
-            for b in 0..n {
+            for (b, edge) in edges.iter().enumerate() {
                 let mut acc = table.closure[b];
-                for e in edges[b].bits() {
+                for e in edge.bits() {
                     acc = acc.union(table.closure[e]);
                 }
                 if acc != table.closure[b] {
@@ -155,7 +162,11 @@ impl ScopeTable {
         if self.index.contains_key(name) {
             return Ok(());
         }
-        if name.is_empty() || name.bytes().any(|b| b <= b' ' || b == b'"' || b == b'\\' || b >= 0x7f) {
+        if name.is_empty()
+            || name
+                .bytes()
+                .any(|b| b <= b' ' || b == b'"' || b == b'\\' || b >= 0x7f)
+        {
             return Err(ScopeError::BadName(name.to_string()));
         }
         if self.names.len() == MAX_SCOPES {
@@ -167,10 +178,16 @@ impl ScopeTable {
     }
 
     /// The set holding exactly the named scopes (no implication).
-    pub fn exact<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<ScopeSet, ScopeError> {
+    pub fn exact<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<ScopeSet, ScopeError> {
         let mut set = ScopeSet::EMPTY;
         for n in names {
-            let b = *self.index.get(n).ok_or_else(|| ScopeError::Unknown(n.to_string()))?;
+            let b = *self
+                .index
+                .get(n)
+                .ok_or_else(|| ScopeError::Unknown(n.to_string()))?;
             set = set.with(b);
         }
         Ok(set)
@@ -187,12 +204,15 @@ impl ScopeTable {
 
     /// The closure of a set under implication.
     pub fn expand(&self, set: ScopeSet) -> ScopeSet {
-        set.bits().fold(ScopeSet::EMPTY, |acc, b| acc.union(self.closure[b]))
+        set.bits()
+            .fold(ScopeSet::EMPTY, |acc, b| acc.union(self.closure[b]))
     }
 
     /// Names of the scopes in a set, in table order.
     pub fn names(&self, set: ScopeSet) -> Vec<&str> {
-        set.bits().filter_map(|b| self.names.get(b).map(String::as_str)).collect()
+        set.bits()
+            .filter_map(|b| self.names.get(b).map(String::as_str))
+            .collect()
     }
 
     /// Space-separated names, as OAuth writes a scope list.
@@ -213,8 +233,14 @@ mod tests {
         ScopeTable::new(
             &[],
             &[
-                ("root_readwrite".into(), vec!["root_readonly".into(), "item_upload".into()]),
-                ("root_readonly".into(), vec!["item_read".into(), "item_preview".into()]),
+                (
+                    "root_readwrite".into(),
+                    vec!["root_readonly".into(), "item_upload".into()],
+                ),
+                (
+                    "root_readonly".into(),
+                    vec!["item_read".into(), "item_preview".into()],
+                ),
             ],
         )
         .unwrap()
@@ -224,7 +250,12 @@ mod tests {
     fn implication_is_transitive() {
         let t = table();
         let rw = t.expand_lenient(["root_readwrite"]);
-        assert!(rw.contains_all(t.exact(["item_read", "item_upload", "root_readonly"]).unwrap()));
+        assert!(
+            rw.contains_all(
+                t.exact(["item_read", "item_upload", "root_readonly"])
+                    .unwrap()
+            )
+        );
         let ro = t.expand_lenient(["root_readonly"]);
         assert!(!ro.intersects(t.exact(["item_upload"]).unwrap()));
     }

@@ -60,7 +60,10 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     {
         Ok(c) => c,
         Err(e) => {
-            p.push("", format!("certificate and key do not make a TLS config: {e}"));
+            p.push(
+                "",
+                format!("certificate and key do not make a TLS config: {e}"),
+            );
             return Err(p);
         }
     };
@@ -85,8 +88,13 @@ fn builder() -> auto::Builder<TokioExecutor> {
     b
 }
 
-async fn serve_conn<S>(io: S, info: ConnInfo, gw: Arc<Gateway>, graceful: &GracefulShutdown, b: &auto::Builder<TokioExecutor>)
-where
+async fn serve_conn<S>(
+    io: S,
+    info: ConnInfo,
+    gw: Arc<Gateway>,
+    graceful: &GracefulShutdown,
+    b: &auto::Builder<TokioExecutor>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req| {
@@ -174,8 +182,14 @@ pub async fn run(
     }
     drop(public);
     gw.set_ready(false);
-    tracing::info!(grace_s = grace.as_secs(), "shutting down: draining in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        grace_s = grace.as_secs(),
+        "shutting down: draining in-flight requests"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain grace period over; closing remaining connections");
     }
     let _ = stop_tx.send(true);
@@ -186,9 +200,15 @@ pub async fn run(
     }
 }
 
-async fn admin_loop(gw: Arc<Gateway>, admin: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn admin_loop(
+    gw: Arc<Gateway>,
+    admin: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
     loop {
         tokio::select! {
             accepted = admin.accept() => {

@@ -72,10 +72,10 @@ impl Target {
             return Err(TargetError::TooLong);
         }
         let path = canonical_path(path)?;
-        if let Some(q) = query {
-            if q.bytes().any(|b| b < 0x21 || b >= 0x7f || b == b'#') {
-                return Err(TargetError::BadQuery);
-            }
+        if let Some(q) = query
+            && q.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'#')
+        {
+            return Err(TargetError::BadQuery);
         }
         Ok(Target {
             path: path.into_owned(),
@@ -159,7 +159,9 @@ fn decode_segment(seg: &str) -> Result<String, TargetError> {
             };
             let b = (hi * 16 + lo) as u8;
             match b {
-                b'/' | b'\\' | b'.' | b'%' | b';' | b'#' | b'?' => return Err(TargetError::EncodedDelimiter),
+                b'/' | b'\\' | b'.' | b'%' | b';' | b'#' | b'?' => {
+                    return Err(TargetError::EncodedDelimiter);
+                }
                 0..=0x1f | 0x7f => return Err(TargetError::EncodedDelimiter),
                 _ => out.push(b),
             }
@@ -178,7 +180,21 @@ fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
         )
 }
 

@@ -83,7 +83,11 @@ pub struct Keyring {
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
-        write!(f, "Keyring {{ keys: {ids:?}, primary: {} }}", self.keys[self.primary].id)
+        write!(
+            f,
+            "Keyring {{ keys: {ids:?}, primary: {} }}",
+            self.keys[self.primary].id
+        )
     }
 }
 
@@ -131,12 +135,24 @@ impl Keyring {
         };
         let mut keys = Vec::new();
         for (i, k) in raw.keys.iter().enumerate() {
-            if k.id.is_empty() || k.id.len() > 32 || !k.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                p.push(&format!("keys[{i}].id"), "must be 1-32 letters, digits, `-` or `_`");
+            if k.id.is_empty()
+                || k.id.len() > 32
+                || !k
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                p.push(
+                    &format!("keys[{i}].id"),
+                    "must be 1-32 letters, digits, `-` or `_`",
+                );
                 continue;
             }
             if keys.iter().any(|x: &Key| x.id == k.id) {
-                p.push(&format!("keys[{i}].id"), format!("`{}` appears twice", k.id));
+                p.push(
+                    &format!("keys[{i}].id"),
+                    format!("`{}` appears twice", k.id),
+                );
                 continue;
             }
             let bytes = base64::engine::general_purpose::STANDARD
@@ -145,12 +161,18 @@ impl Keyring {
             match bytes.ok().filter(|b| b.len() == 32) {
                 Some(b) => keys.push(Key::new(&k.id, &b)),
                 // Never echo the secret, not even a wrong one.
-                None => p.push(&format!("keys[{i}].secret"), "must be base64 of exactly 32 bytes"),
+                None => p.push(
+                    &format!("keys[{i}].secret"),
+                    "must be base64 of exactly 32 bytes",
+                ),
             }
         }
         let primary = keys.iter().position(|k| k.id == raw.primary);
         if primary.is_none() && p.is_empty() {
-            p.push("primary", format!("`{}` is not the id of a key in this file", raw.primary));
+            p.push(
+                "primary",
+                format!("`{}` is not the id of a key in this file", raw.primary),
+            );
         }
         let ring = Keyring {
             keys,
@@ -175,7 +197,9 @@ impl Keyring {
     /// The keyring file text for a fresh random key (for `scopegate keygen`).
     pub fn generate_toml(id: &str) -> String {
         let mut secret = [0u8; 32];
-        SystemRandom::new().fill(&mut secret).expect("the OS random source failed");
+        SystemRandom::new()
+            .fill(&mut secret)
+            .expect("the OS random source failed");
         format!(
             "primary = \"{id}\"\n\n[[keys]]\nid = \"{id}\"\nsecret = \"{}\"\n",
             base64::engine::general_purpose::STANDARD.encode(secret)
@@ -198,11 +222,17 @@ impl Keyring {
     pub fn seal(&self, claims: &Claims) -> String {
         let key = &self.keys[self.primary];
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).expect("the OS random source failed");
+        self.rng
+            .fill(&mut nonce)
+            .expect("the OS random source failed");
         let mut buf = serde_json::to_vec(claims).expect("claims always serialise");
         let aad = format!("{PREFIX}{}", key.id);
         key.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad.as_bytes()), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad.as_bytes()),
+                &mut buf,
+            )
             .expect("AES-GCM sealing of a small buffer cannot fail");
         let mut body = Vec::with_capacity(NONCE_LEN + buf.len());
         body.extend_from_slice(&nonce);
@@ -217,8 +247,14 @@ impl Keyring {
             return Err(TokenError::Malformed);
         }
         let (kid, sealed) = rest.split_once('.').ok_or(TokenError::Malformed)?;
-        let key = self.keys.iter().find(|k| k.id == kid).ok_or(TokenError::UnknownKey)?;
-        let mut body = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| TokenError::Malformed)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == kid)
+            .ok_or(TokenError::UnknownKey)?;
+        let mut body = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| TokenError::Malformed)?;
         if body.len() < NONCE_LEN + AES_256_GCM.tag_len() {
             return Err(TokenError::Malformed);
         }
@@ -239,7 +275,8 @@ impl Keyring {
 
 impl Key {
     fn new(id: &str, secret: &[u8]) -> Key {
-        let unbound = UnboundKey::new(&AES_256_GCM, secret).expect("a 32-byte key always fits AES-256");
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, secret).expect("a 32-byte key always fits AES-256");
         Key {
             id: id.to_string(),
             key: LessSafeKey::new(unbound),
@@ -296,7 +333,9 @@ mod tests {
     fn rotation_newest_mints_older_verifies() {
         let s1 = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
         let s2 = base64::engine::general_purpose::STANDARD.encode([2u8; 32]);
-        let old = ring(&format!("primary = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"{s1}\"\n"));
+        let old = ring(&format!(
+            "primary = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"{s1}\"\n"
+        ));
         let new = ring(&format!(
             "primary = \"b\"\n[[keys]]\nid = \"a\"\nsecret = \"{s1}\"\n[[keys]]\nid = \"b\"\nsecret = \"{s2}\"\n"
         ));
@@ -310,7 +349,9 @@ mod tests {
     #[test]
     fn key_id_is_bound_to_the_ciphertext() {
         let s = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
-        let k = ring(&format!("primary = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"{s}\"\n[[keys]]\nid = \"b\"\nsecret = \"{s}\"\n"));
+        let k = ring(&format!(
+            "primary = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"{s}\"\n[[keys]]\nid = \"b\"\nsecret = \"{s}\"\n"
+        ));
         let t = k.seal(&claims());
         let moved = t.replacen("sg1.a.", "sg1.b.", 1);
         assert_eq!(k.open(&moved), Err(TokenError::Forged));
@@ -319,7 +360,16 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let k = Keyring::generate("k1");
-        for t in ["", "sg1.", "sg1.k1", "sg1.k1.", "sg1.k1.!!!!", "sg1.k1.AAAA", "sg1.zz.AAAA", "bearer"] {
+        for t in [
+            "",
+            "sg1.",
+            "sg1.k1",
+            "sg1.k1.",
+            "sg1.k1.!!!!",
+            "sg1.k1.AAAA",
+            "sg1.zz.AAAA",
+            "bearer",
+        ] {
             assert!(k.open(t).is_err(), "{t}");
         }
     }
@@ -332,7 +382,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("k.toml: keys[0].secret: must be base64 of exactly 32 bytes"), "{err}");
+        assert!(
+            err.contains("k.toml: keys[0].secret: must be base64 of exactly 32 bytes"),
+            "{err}"
+        );
         assert!(!err.contains("c2hvcnQ"), "{err}");
     }
 }

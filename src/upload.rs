@@ -48,7 +48,11 @@ pub enum UploadError {
 /// (two boundary parameters, an empty or over-long one) are refused.
 pub fn boundary(content_type: &str) -> Option<String> {
     let mut parts = content_type.split(';');
-    if !parts.next()?.trim().eq_ignore_ascii_case("multipart/form-data") {
+    if !parts
+        .next()?
+        .trim()
+        .eq_ignore_ascii_case("multipart/form-data")
+    {
         return None;
     }
     let mut found = None;
@@ -59,7 +63,10 @@ pub fn boundary(content_type: &str) -> Option<String> {
                 return None;
             }
             let v = v.trim();
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
             found = Some(v.to_string());
         }
     }
@@ -69,7 +76,10 @@ pub fn boundary(content_type: &str) -> Option<String> {
 /// Reads the body up to the end of its first part, which must be
 /// `attributes`; returns the parsed attributes and a body that replays what
 /// was read and then streams the rest.
-pub async fn read_attributes<B>(mut body: B, boundary: &str) -> Result<(Value, Prefixed<B>), UploadError>
+pub async fn read_attributes<B>(
+    mut body: B,
+    boundary: &str,
+) -> Result<(Value, Prefixed<B>), UploadError>
 where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
@@ -117,9 +127,14 @@ fn parse_first_part(buf: &[u8], boundary: &str) -> Result<Option<(Value, usize)>
     }
     let rest = &buf[delim.len()..];
     let Some(head_end) = find(rest, b"\r\n\r\n") else {
-        return if rest.len() > 8 * 1024 { Err(UploadError::TooLong) } else { Ok(None) };
+        return if rest.len() > 8 * 1024 {
+            Err(UploadError::TooLong)
+        } else {
+            Ok(None)
+        };
     };
-    let head = std::str::from_utf8(&rest[..head_end]).map_err(|_| UploadError::AttributesNotFirst)?;
+    let head =
+        std::str::from_utf8(&rest[..head_end]).map_err(|_| UploadError::AttributesNotFirst)?;
     if !is_attributes_part(head) {
         return Err(UploadError::AttributesNotFirst);
     }
@@ -128,7 +143,8 @@ fn parse_first_part(buf: &[u8], boundary: &str) -> Result<Option<(Value, usize)>
     let Some(end) = find(content, close.as_bytes()) else {
         return Ok(None);
     };
-    let attrs = crate::json::parse_strict(&content[..end]).map_err(|_| UploadError::BadAttributes)?;
+    let attrs =
+        crate::json::parse_strict(&content[..end]).map_err(|_| UploadError::BadAttributes)?;
     if !attrs.is_object() {
         return Err(UploadError::BadAttributes);
     }
@@ -214,7 +230,8 @@ fn is_attributes_part(head: &str) -> bool {
         }
         v.split(';').find_map(|p| {
             let (k, v) = p.trim().split_once('=')?;
-            k.eq_ignore_ascii_case("name").then(|| v.trim().trim_matches('"').to_string())
+            k.eq_ignore_ascii_case("name")
+                .then(|| v.trim().trim_matches('"').to_string())
         })
     });
     names.next().as_deref() == Some("attributes") && names.next().is_none()
@@ -240,21 +257,24 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(p) = self.prefix.take() {
-            if !p.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(p))));
-            }
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(p) = self.prefix.take()
+            && !p.is_empty()
+        {
+            return Poll::Ready(Some(Ok(Frame::data(p))));
         }
         let frame = match Pin::new(&mut self.rest).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => f,
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
             other => return other.map(|o| o.map(|r| r.map_err(Into::into))),
         };
-        if let Some(data) = frame.data_ref() {
-            if let Err(e) = self.guard.feed(data) {
-                return Poll::Ready(Some(Err(Box::new(e))));
-            }
+        if let Some(data) = frame.data_ref()
+            && let Err(e) = self.guard.feed(data)
+        {
+            return Poll::Ready(Some(Err(Box::new(e))));
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -280,9 +300,13 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn chunks(parts: &[&[u8]]) -> impl HttpBody<Data = Bytes, Error = std::convert::Infallible> + Unpin + use<> {
-        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
-            parts.iter().map(|p| Ok(Frame::data(Bytes::copy_from_slice(p)))).collect();
+    fn chunks(
+        parts: &[&[u8]],
+    ) -> impl HttpBody<Data = Bytes, Error = std::convert::Infallible> + Unpin + use<> {
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::copy_from_slice(p))))
+            .collect();
         StreamBody::new(futures_util::stream::iter(frames))
     }
 
@@ -301,21 +325,33 @@ mod tests {
 
     #[tokio::test]
     async fn file_first_or_duplicate_keys_are_refused() {
-        let file_first = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nhi\r\n--XyZ--\r\n";
+        let file_first =
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nhi\r\n--XyZ--\r\n";
         assert_eq!(
             read_attributes(chunks(&[file_first]), "XyZ").await.err(),
             Some(UploadError::AttributesNotFirst)
         );
         let dup = b"--XyZ\r\nContent-Disposition: form-data; name=\"attributes\"\r\n\r\n{\"parent\":{\"id\":\"1\"},\"parent\":{\"id\":\"2\"}}\r\n--XyZ--\r\n";
-        assert_eq!(read_attributes(chunks(&[dup]), "XyZ").await.err(), Some(UploadError::BadAttributes));
-        assert_eq!(read_attributes(chunks(&[&BODY[..30]]), "XyZ").await.err(), Some(UploadError::Truncated));
+        assert_eq!(
+            read_attributes(chunks(&[dup]), "XyZ").await.err(),
+            Some(UploadError::BadAttributes)
+        );
+        assert_eq!(
+            read_attributes(chunks(&[&BODY[..30]]), "XyZ").await.err(),
+            Some(UploadError::Truncated)
+        );
     }
 
     /// A body of these parts (the first must be `attributes`), then close.
     fn parts(p: &[(&str, &str)]) -> Vec<u8> {
         let mut v = Vec::new();
         for (name, content) in p {
-            v.extend_from_slice(format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{content}\r\n").as_bytes());
+            v.extend_from_slice(
+                format!(
+                    "--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{content}\r\n"
+                )
+                .as_bytes(),
+            );
         }
         v.extend_from_slice(b"--XyZ--\r\n");
         v
@@ -324,8 +360,13 @@ mod tests {
     /// Reads the attributes from `body` split at `split`, then the rest.
     async fn replay(body: &[u8], split: usize) -> Result<Bytes, String> {
         let (a, b) = body.split_at(split.min(body.len()));
-        let (_, rest) = read_attributes(chunks(&[a, b]), "XyZ").await.map_err(|e| e.to_string())?;
-        rest.collect().await.map(|c| c.to_bytes()).map_err(|e| e.to_string())
+        let (_, rest) = read_attributes(chunks(&[a, b]), "XyZ")
+            .await
+            .map_err(|e| e.to_string())?;
+        rest.collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| e.to_string())
     }
 
     #[tokio::test]
@@ -334,22 +375,39 @@ mod tests {
         let evil = r#"{"parent":{"id":"2"}}"#;
         let refused = [
             parts(&[("attributes", attrs), ("attributes", evil), ("file", "x")]),
-            parts(&[("attributes", attrs), ("file", "x"), ("attributes", evil), ("file", "y")]),
+            parts(&[
+                ("attributes", attrs),
+                ("file", "x"),
+                ("attributes", evil),
+                ("file", "y"),
+            ]),
             parts(&[("attributes", attrs), ("file", "x"), ("other", "z")]),
             // A bare-LF delimiter some parsers accept.
-            [parts(&[("attributes", attrs), ("file", "x")]), b"\n--XyZ\r\n".to_vec()].concat(),
+            [
+                parts(&[("attributes", attrs), ("file", "x")]),
+                b"\n--XyZ\r\n".to_vec(),
+            ]
+            .concat(),
         ];
         for body in &refused {
             for split in (60..body.len()).step_by(7) {
                 let r = replay(body, split).await;
-                assert!(r.is_err(), "split {split}: {}", String::from_utf8_lossy(body));
+                assert!(
+                    r.is_err(),
+                    "split {split}: {}",
+                    String::from_utf8_lossy(body)
+                );
             }
         }
         // Box's shape passes whole, however it is split, also when the file
         // holds dashes and line feeds that are not a delimiter.
         let ok = parts(&[("attributes", attrs), ("file", "a\n--XyY\r\n--Xy\n-")]);
         for split in 60..ok.len() {
-            assert_eq!(replay(&ok, split).await.as_deref(), Ok(&ok[..]), "split {split}");
+            assert_eq!(
+                replay(&ok, split).await.as_deref(),
+                Ok(&ok[..]),
+                "split {split}"
+            );
         }
         // Nothing but the attributes part is fine too (the upstream refuses it).
         let only = parts(&[("attributes", attrs)]);
@@ -358,9 +416,18 @@ mod tests {
 
     #[test]
     fn boundaries_parse_strictly() {
-        assert_eq!(boundary("multipart/form-data; boundary=abc").as_deref(), Some("abc"));
-        assert_eq!(boundary("multipart/form-data; boundary=\"a b\"").as_deref(), Some("a b"));
-        assert_eq!(boundary("multipart/form-data; boundary=a; boundary=b"), None);
+        assert_eq!(
+            boundary("multipart/form-data; boundary=abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            boundary("multipart/form-data; boundary=\"a b\"").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(
+            boundary("multipart/form-data; boundary=a; boundary=b"),
+            None
+        );
         assert_eq!(boundary("application/json"), None);
     }
 }

@@ -68,7 +68,10 @@ impl Client {
             match CertificateDer::pem_file_iter(path) {
                 Ok(iter) => {
                     for (i, cert) in iter.enumerate() {
-                        match cert.map_err(|e| e.to_string()).and_then(|c| roots.add(c).map_err(|e| e.to_string())) {
+                        match cert
+                            .map_err(|e| e.to_string())
+                            .and_then(|c| roots.add(c).map_err(|e| e.to_string()))
+                        {
                             Ok(()) => {}
                             Err(e) => problems.push(&format!("certificate {i}"), e),
                         }
@@ -113,7 +116,12 @@ impl Client {
 
     /// `GET base+path` with a bearer token; returns the status and the JSON
     /// body (Null when it is not JSON). Bodies over 1 MiB are refused.
-    pub async fn get_json(&self, base: &Uri, path: &str, bearer: &str) -> Result<(u16, serde_json::Value), UpstreamError> {
+    pub async fn get_json(
+        &self,
+        base: &Uri,
+        path: &str,
+        bearer: &str,
+    ) -> Result<(u16, serde_json::Value), UpstreamError> {
         let req = Request::get(join(base, path)?)
             .header(header::AUTHORIZATION, bearer_value(bearer)?)
             .header(header::ACCEPT, "application/json")
@@ -123,7 +131,11 @@ impl Client {
     }
 
     /// `POST` a form to a full URL; returns the status and the JSON body.
-    pub async fn post_form(&self, url: &Uri, form: String) -> Result<(u16, serde_json::Value), UpstreamError> {
+    pub async fn post_form(
+        &self,
+        url: &Uri,
+        form: String,
+    ) -> Result<(u16, serde_json::Value), UpstreamError> {
         let req = Request::post(url.clone())
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json")
@@ -132,14 +144,21 @@ impl Client {
         self.json_answer(req).await
     }
 
-    async fn json_answer(&self, req: Request<Body>) -> Result<(u16, serde_json::Value), UpstreamError> {
+    async fn json_answer(
+        &self,
+        req: Request<Body>,
+    ) -> Result<(u16, serde_json::Value), UpstreamError> {
         let resp = self.send(req).await?;
         let status = resp.status().as_u16();
-        let bytes = tokio::time::timeout(self.timeout, body::read_limited(resp.into_body(), 1 << 20))
-            .await
-            .map_err(|_| UpstreamError::Timeout)?
-            .map_err(|_| UpstreamError::Malformed)?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)))
+        let bytes =
+            tokio::time::timeout(self.timeout, body::read_limited(resp.into_body(), 1 << 20))
+                .await
+                .map_err(|_| UpstreamError::Timeout)?
+                .map_err(|_| UpstreamError::Malformed)?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        ))
     }
 }
 
@@ -148,13 +167,18 @@ pub fn join(base: &Uri, path_and_query: &str) -> Result<Uri, UpstreamError> {
     let mut parts = http::uri::Parts::default();
     parts.scheme = base.scheme().cloned();
     parts.authority = base.authority().cloned();
-    parts.path_and_query = Some(path_and_query.parse().map_err(|_| UpstreamError::Malformed)?);
+    parts.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|_| UpstreamError::Malformed)?,
+    );
     Uri::from_parts(parts).map_err(|_| UpstreamError::Malformed)
 }
 
 /// `Bearer <token>`, marked sensitive so hyper never logs or indexes it.
 pub fn bearer_value(token: &str) -> Result<HeaderValue, UpstreamError> {
-    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| UpstreamError::Malformed)?;
+    let mut v =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| UpstreamError::Malformed)?;
     v.set_sensitive(true);
     Ok(v)
 }

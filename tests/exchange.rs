@@ -9,7 +9,9 @@ use support::*;
 #[tokio::test]
 async fn exchange_answers_in_box_shape_with_the_object() {
     let h = Harness::start().await;
-    let r = h.exchange("item_preview item_download", Some("/2.0/files/1001")).await;
+    let r = h
+        .exchange("item_preview item_download", Some("/2.0/files/1001"))
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("cache-control"), "no-store");
     let j = r.json();
@@ -36,7 +38,10 @@ async fn exchange_answers_in_box_shape_with_the_object() {
 async fn exchange_without_resource_has_no_object() {
     let h = Harness::start().await;
     let j = h.exchange("base_explorer", None).await.json();
-    assert_eq!(j["restricted_to"], serde_json::json!([{"scope": "base_explorer"}]));
+    assert_eq!(
+        j["restricted_to"],
+        serde_json::json!([{"scope": "base_explorer"}])
+    );
     h.stop().await;
 }
 
@@ -44,52 +49,191 @@ async fn exchange_without_resource_has_no_object() {
 async fn every_exchange_error_has_its_code() {
     let h = Harness::start().await;
     let bad_parent = "not-a-valid-parent";
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("subject_token", PARENT)], 400, "invalid_request"),
-        (vec![("grant_type", EXCHANGE), ("subject_token_type", ACCESS), ("scope", "item_read")], 400, "invalid_request"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", PARENT), ("scope", "item_read")], 400, "invalid_request"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", PARENT), ("subject_token_type", "urn:x"), ("scope", "item_read")], 400, "invalid_request"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", PARENT), ("subject_token_type", ACCESS)], 400, "invalid_request"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", PARENT), ("subject_token", PARENT), ("subject_token_type", ACCESS), ("scope", "item_read")], 400, "invalid_request"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", bad_parent), ("subject_token_type", ACCESS), ("scope", "item_read")], 400, "invalid_grant"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", PARENT), ("subject_token_type", ACCESS), ("scope", "no_such_scope")], 400, "invalid_scope"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", PARENT), ("subject_token_type", ACCESS), ("scope", "manage_groups")], 400, "invalid_scope"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", PARENT), ("subject_token_type", ACCESS), ("scope", "item_read"), ("resource", "https://api.box.com/2.0/files/99999")], 400, "invalid_resource"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", PARENT), ("subject_token_type", ACCESS), ("scope", "item_read"), ("resource", "https://api.box.com/2.0/users/1")], 400, "invalid_resource"),
-        (vec![("grant_type", EXCHANGE), ("subject_token", PARENT), ("subject_token_type", ACCESS), ("scope", "item_read"), ("resource", "not a url")], 400, "invalid_resource"),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token_type", ACCESS),
+                ("scope", "item_read"),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", PARENT),
+                ("scope", "item_read"),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", PARENT),
+                ("subject_token_type", "urn:x"),
+                ("scope", "item_read"),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", PARENT),
+                ("subject_token_type", ACCESS),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", PARENT),
+                ("subject_token", PARENT),
+                ("subject_token_type", ACCESS),
+                ("scope", "item_read"),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", bad_parent),
+                ("subject_token_type", ACCESS),
+                ("scope", "item_read"),
+            ],
+            400,
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", PARENT),
+                ("subject_token_type", ACCESS),
+                ("scope", "no_such_scope"),
+            ],
+            400,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", PARENT),
+                ("subject_token_type", ACCESS),
+                ("scope", "manage_groups"),
+            ],
+            400,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", PARENT),
+                ("subject_token_type", ACCESS),
+                ("scope", "item_read"),
+                ("resource", "https://api.box.com/2.0/files/99999"),
+            ],
+            400,
+            "invalid_resource",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", PARENT),
+                ("subject_token_type", ACCESS),
+                ("scope", "item_read"),
+                ("resource", "https://api.box.com/2.0/users/1"),
+            ],
+            400,
+            "invalid_resource",
+        ),
+        (
+            vec![
+                ("grant_type", EXCHANGE),
+                ("subject_token", PARENT),
+                ("subject_token_type", ACCESS),
+                ("scope", "item_read"),
+                ("resource", "not a url"),
+            ],
+            400,
+            "invalid_resource",
+        ),
     ];
     for (pairs, status, code) in cases {
         let r = h.post_form("/oauth2/token", &pairs).await;
-        assert_eq!(r.status, status, "{pairs:?}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            status,
+            "{pairs:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(r.json()["error"], code, "{pairs:?}");
-        assert!(r.json()["error_description"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(
+            r.json()["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
         assert!(!String::from_utf8_lossy(&r.body).contains(PARENT));
     }
     // A downscoped token cannot be exchanged again.
     let t = h.mint("item_read", None).await;
     let r = h.exchange_as(&t, "item_read", None).await;
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     // A body that is not a form.
     let r = h
-        .call(http::Method::POST, "/oauth2/token", None, &[("content-type", "application/json")], "{}")
+        .call(
+            http::Method::POST,
+            "/oauth2/token",
+            None,
+            &[("content-type", "application/json")],
+            "{}",
+        )
         .await;
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn other_grant_types_are_forwarded_or_refused() {
     let h = Harness::start().await;
-    let r = h.post_form("/oauth2/token", &[("grant_type", "refresh_token"), ("refresh_token", "r1")]).await;
+    let r = h
+        .post_form(
+            "/oauth2/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", "r1")],
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["forwarded"], true);
     assert_eq!(r.json()["grant_type"], "refresh_token");
     h.stop().await;
 
     // Without a token endpoint: unsupported_grant_type.
-    let h = Harness::start_with(Opts { bare_upstream: true, ..Default::default() }).await;
-    let r = h.post_form("/oauth2/token", &[("grant_type", "refresh_token"), ("refresh_token", "r1")]).await;
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("unsupported_grant_type")));
+    let h = Harness::start_with(Opts {
+        bare_upstream: true,
+        ..Default::default()
+    })
+    .await;
+    let r = h
+        .post_form(
+            "/oauth2/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", "r1")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
     h.stop().await;
 }
 
@@ -100,14 +244,22 @@ async fn expiry_is_capped_by_the_configured_maximum_and_the_parent() {
         ..Default::default()
     })
     .await;
-    assert_eq!(h.exchange("item_read", None).await.json()["expires_in"], 600);
+    assert_eq!(
+        h.exchange("item_read", None).await.json()["expires_in"],
+        600
+    );
     h.stop().await;
     let h = Harness::start_with(Opts {
-        parent: Some("[parent]\nmode = \"probe\"\nscopes = [\"root_readwrite\"]\nlifetime = \"2m\"\n".into()),
+        parent: Some(
+            "[parent]\nmode = \"probe\"\nscopes = [\"root_readwrite\"]\nlifetime = \"2m\"\n".into(),
+        ),
         ..Default::default()
     })
     .await;
-    assert_eq!(h.exchange("item_read", None).await.json()["expires_in"], 120);
+    assert_eq!(
+        h.exchange("item_read", None).await.json()["expires_in"],
+        120
+    );
     h.stop().await;
 }
 
@@ -124,10 +276,15 @@ async fn introspected_parent_gives_scopes_subject_and_expiry() {
         ..Default::default()
     })
     .await;
-    let r = h.exchange_as("intro-parent", "item_preview", Some("/2.0/files/1001")).await;
+    let r = h
+        .exchange_as("intro-parent", "item_preview", Some("/2.0/files/1001"))
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let exp = r.json()["expires_in"].as_u64().unwrap();
-    assert!((295..=300).contains(&exp), "capped by the parent's remaining life: {exp}");
+    assert!(
+        (295..=300).contains(&exp),
+        "capped by the parent's remaining life: {exp}"
+    );
     // root_readonly does not imply item_upload.
     let r = h.exchange_as("intro-parent", "item_upload", None).await;
     assert_eq!(r.json()["error"], "invalid_scope");
@@ -141,15 +298,27 @@ async fn introspected_parent_gives_scopes_subject_and_expiry() {
 #[tokio::test]
 async fn a_token_minted_by_one_instance_works_on_another_with_the_same_keyring() {
     let keyring = scopegate::token::Keyring::generate_toml("shared");
-    let a = Harness::start_with(Opts { keyring: Some(keyring.clone()), ..Default::default() }).await;
-    let b = Harness::start_with(Opts { keyring: Some(keyring), ..Default::default() }).await;
+    let a = Harness::start_with(Opts {
+        keyring: Some(keyring.clone()),
+        ..Default::default()
+    })
+    .await;
+    let b = Harness::start_with(Opts {
+        keyring: Some(keyring),
+        ..Default::default()
+    })
+    .await;
     let c = Harness::start().await;
     let t = a.mint("item_read", Some("/2.0/folders/100")).await;
     assert_eq!(b.get("/2.0/folders/100", &t).await.status, 200);
     let r = c.get("/2.0/folders/100", &t).await;
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").contains("invalid_token"));
-    assert!(c.upstream_paths().iter().all(|p| !p.starts_with("/2.0/folders")));
+    assert!(
+        c.upstream_paths()
+            .iter()
+            .all(|p| !p.starts_with("/2.0/folders"))
+    );
     a.stop().await;
     b.stop().await;
     c.stop().await;
@@ -161,9 +330,19 @@ async fn rotation_old_tokens_verify_after_a_new_primary() {
     let s1 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let s2 = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
     let old = format!("primary = \"k1\"\n[[keys]]\nid = \"k1\"\nsecret = \"{s1}\"\n");
-    let new = format!("primary = \"k2\"\n[[keys]]\nid = \"k1\"\nsecret = \"{s1}\"\n[[keys]]\nid = \"k2\"\nsecret = \"{s2}\"\n");
-    let a = Harness::start_with(Opts { keyring: Some(old), ..Default::default() }).await;
-    let b = Harness::start_with(Opts { keyring: Some(new), ..Default::default() }).await;
+    let new = format!(
+        "primary = \"k2\"\n[[keys]]\nid = \"k1\"\nsecret = \"{s1}\"\n[[keys]]\nid = \"k2\"\nsecret = \"{s2}\"\n"
+    );
+    let a = Harness::start_with(Opts {
+        keyring: Some(old),
+        ..Default::default()
+    })
+    .await;
+    let b = Harness::start_with(Opts {
+        keyring: Some(new),
+        ..Default::default()
+    })
+    .await;
     let t_old = a.mint("item_read", None).await;
     assert_eq!(b.get("/2.0/folders/0", &t_old).await.status, 200);
     let t_new = b.mint("item_read", None).await;

@@ -10,7 +10,16 @@ use std::time::Duration;
 use support::*;
 
 /// Two replicas (real processes) sharing a keyring and a stream.
-async fn replicas(url: &str, key: &str) -> (Proc, Proc, std::path::PathBuf, std::path::PathBuf, tokio::sync::oneshot::Sender<()>) {
+async fn replicas(
+    url: &str,
+    key: &str,
+) -> (
+    Proc,
+    Proc,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let (_api, addr, stop) = start_api().await;
     let keyring = scopegate::token::Keyring::generate_toml("fleet");
     let mut cfgs = Vec::new();
@@ -38,7 +47,10 @@ async fn until_refused(p: &Proc, token: &str) -> Duration {
         if s == 401 {
             return start.elapsed();
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "still {s} after 5 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still {s} after 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -52,7 +64,11 @@ async fn a_token_revoked_on_one_replica_is_refused_by_the_other() {
     assert_eq!(b.get("/2.0/folders/0", &t).await.status, 200);
     let r = a.post_form("/oauth2/revoke", &[("token", &t)]).await;
     assert_eq!(r.status, 200);
-    assert_eq!(a.get("/2.0/folders/0", &t).await.status, 401, "the revoking replica refuses at once");
+    assert_eq!(
+        a.get("/2.0/folders/0", &t).await.status,
+        401,
+        "the revoking replica refuses at once"
+    );
     let took = until_refused(&b, &t).await;
     eprintln!("propagated to the other replica in {took:?}");
     let _ = stop.send(());
@@ -66,7 +82,10 @@ async fn a_replica_down_during_the_revocation_refuses_it_once_ready() {
     let t = a.mint("item_read", None).await;
     b.child.start_kill().unwrap();
     b.child.wait().await.unwrap();
-    assert_eq!(a.post_form("/oauth2/revoke", &[("token", &t)]).await.status, 200);
+    assert_eq!(
+        a.post_form("/oauth2/revoke", &[("token", &t)]).await.status,
+        200
+    );
     let b = spawn_gateway(&b_cfg).await;
     wait_ready(b.admin).await;
     // As soon as it reports ready, the history is applied.
@@ -77,14 +96,22 @@ async fn a_replica_down_during_the_revocation_refuses_it_once_ready() {
 
 /// A private redis-server on a free port, so restarting it disturbs nobody.
 struct PrivateRedis {
-    port: u16,
     child: std::process::Child,
 }
 
 impl PrivateRedis {
     fn start(port: u16) -> PrivateRedis {
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed");
@@ -94,7 +121,7 @@ impl PrivateRedis {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        PrivateRedis { port, child }
+        PrivateRedis { child }
     }
 
     fn stop(&mut self) {
@@ -174,7 +201,12 @@ async fn unreachable_redis_fails_closed_by_default_or_serves_when_configured() {
         .await;
         let t = h.mint("item_read", None).await;
         let r = h.get("/2.0/folders/0", &t).await;
-        assert_eq!(r.status, want, "on_stale = {mode}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            want,
+            "on_stale = {mode}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         // Not ready either way: the stream is not live.
         let req = http::Request::get(format!("http://{}/readyz", h.admin))
             .body(http_body_util::Full::new(bytes::Bytes::new()))
@@ -201,10 +233,28 @@ async fn events_from_other_systems_apply_and_malformed_ones_are_skipped() {
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     // Garbage first: counted and skipped, never fatal.
-    for junk in ["not json", "{\"v\":2,\"kind\":\"token\"}", "{\"v\":1,\"kind\":\"family\",\"family\":\"zz\"}"] {
-        let _: String = redis::cmd("XADD").arg(&key).arg("*").arg("event").arg(junk).query_async(&mut conn).await.unwrap();
+    for junk in [
+        "not json",
+        "{\"v\":2,\"kind\":\"token\"}",
+        "{\"v\":1,\"kind\":\"family\",\"family\":\"zz\"}",
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("event")
+            .arg(junk)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
-    let _: String = redis::cmd("XADD").arg(&key).arg("*").arg("other").arg("field").query_async(&mut conn).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("other")
+        .arg("field")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // Then the authorization server revokes the parent's family.
     let fam = scopegate::digest::Digest::of(PARENT.as_bytes()).to_hex();
     let now = scopegate::clock::unix_now();
@@ -213,16 +263,40 @@ async fn events_from_other_systems_apply_and_malformed_ones_are_skipped() {
         now * 1000,
         now + 3600
     );
-    let _: String = redis::cmd("XADD").arg(&key).arg("*").arg("event").arg(ev).query_async(&mut conn).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("event")
+        .arg(ev)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let start = std::time::Instant::now();
     while h.get("/2.0/folders/0", &t).await.status != 401 {
-        assert!(start.elapsed() < Duration::from_secs(5), "external event not applied");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "external event not applied"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let m = h.metrics().await;
-    assert_eq!(metric(&m, "scopegate_revocation_stream_malformed_total"), 4.0);
-    assert_eq!(metric(&m, "scopegate_revocations_applied_total{kind=\"family\",source=\"external\"}"), 1.0);
-    let _: i64 = redis::cmd("DEL").arg(&key).arg(format!("{key}:epoch")).query_async(&mut conn).await.unwrap();
+    assert_eq!(
+        metric(&m, "scopegate_revocation_stream_malformed_total"),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "scopegate_revocations_applied_total{kind=\"family\",source=\"external\"}"
+        ),
+        1.0
+    );
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .arg(format!("{key}:epoch"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     h.stop().await;
 }
 
@@ -246,7 +320,13 @@ async fn the_stream_is_trimmed_only_of_expired_entries() {
     let len = |c: &mut redis::aio::MultiplexedConnection| {
         let mut c = c.clone();
         let key = key.clone();
-        async move { redis::cmd("XLEN").arg(&key).query_async::<i64>(&mut c).await.unwrap() }
+        async move {
+            redis::cmd("XLEN")
+                .arg(&key)
+                .query_async::<i64>(&mut c)
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(len(&mut conn).await, 5);
     let now = scopegate::clock::unix_now();
@@ -254,6 +334,11 @@ async fn the_stream_is_trimmed_only_of_expired_entries() {
     assert_eq!(len(&mut conn).await, 5, "nothing expired yet");
     h.gateway.revocations.compact(now + 60).await.unwrap();
     assert_eq!(len(&mut conn).await, 0, "every covered token has expired");
-    let _: i64 = redis::cmd("DEL").arg(&key).arg(format!("{key}:epoch")).query_async(&mut conn).await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .arg(format!("{key}:epoch"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     h.stop().await;
 }

@@ -228,9 +228,7 @@ fn cases(t: &str) -> Vec<Case> {
         c("download with a read token", get("/2.0/files/1001/content", t, ""), Refused(403)),
         c(
             "CORS preflight for DELETE on another file",
-            format!(
-                "OPTIONS /2.0/files/2001 HTTP/1.1\r\nHost: gateway.test\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: DELETE\r\n\r\n"
-            )
+            "OPTIONS /2.0/files/2001 HTTP/1.1\r\nHost: gateway.test\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: DELETE\r\n\r\n".to_string()
             .into_bytes(),
             // Answered by the gateway itself (no token needed), never forwarded.
             Refused(204),

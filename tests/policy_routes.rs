@@ -373,7 +373,10 @@ fn check(h: &Harness, c: &Case, token: &str, r: &Resp) {
         .api
         .recorded()
         .into_iter()
-        .filter(|r| !(r.method == http::Method::GET && r.path_and_query.ends_with("?fields=path_collection,parent")))
+        .filter(|r| {
+            !(r.method == http::Method::GET
+                && r.path_and_query.ends_with("?fields=path_collection,parent"))
+        })
         .collect();
     let body = String::from_utf8_lossy(&r.body);
     match c.expect {

@@ -19,8 +19,14 @@ async fn revoking_a_token_refuses_it_on_the_very_next_request() {
     h.api.clear_recorded();
     let r = h.get("/2.0/folders/100", &t).await;
     assert_eq!(r.status, 401);
-    assert!(r.header("www-authenticate").contains("error=\"invalid_token\""));
-    assert!(h.upstream_paths().is_empty(), "a revoked token reached the upstream");
+    assert!(
+        r.header("www-authenticate")
+            .contains("error=\"invalid_token\"")
+    );
+    assert!(
+        h.upstream_paths().is_empty(),
+        "a revoked token reached the upstream"
+    );
     // A sibling token from the same parent is untouched.
     assert_eq!(h.get("/2.0/folders/100", &other).await.status, 200);
     // Unknown tokens get 200 too (RFC 7009).
@@ -36,9 +42,15 @@ async fn revoking_the_parent_revokes_the_family_and_tells_the_upstream() {
     assert_eq!(h.revoke(PARENT).await.status, 200);
     assert_eq!(h.get("/2.0/folders/0", &a).await.status, 401);
     assert_eq!(h.get("/2.0/files/1001", &b).await.status, 401);
-    assert!(h.upstream_paths().iter().any(|p| p == "/oauth2/revoke"), "parent revocation passed on");
+    assert!(
+        h.upstream_paths().iter().any(|p| p == "/oauth2/revoke"),
+        "parent revocation passed on"
+    );
     let r = h.exchange("item_read", None).await;
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     h.stop().await;
 }
 
@@ -81,11 +93,17 @@ async fn admin_revocations_need_the_secret_and_a_clear_body() {
     ] {
         let r = h.admin_revoke(body.clone()).await;
         assert_eq!(r.status, 400, "{body}");
-        assert!(r.json()["error"].as_str().unwrap().contains(want), "{body}: {}", r.json());
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(want),
+            "{body}: {}",
+            r.json()
+        );
     }
     let req = http::Request::post(format!("http://{}/admin/revocations", h.admin))
         .header("authorization", "Bearer wrong-secret-wrong-secret")
-        .body(http_body_util::Full::new(bytes::Bytes::from(json!({"subject": "1001"}).to_string())))
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            json!({"subject": "1001"}).to_string(),
+        )))
         .unwrap();
     assert_eq!(h.send(req).await.status, 401);
     h.stop().await;
@@ -106,7 +124,11 @@ async fn introspected_tokens_are_revoked_and_evicted_from_the_cache() {
     .await;
     assert_eq!(h.get("/2.0/folders/0", "ext-token-1").await.status, 200);
     assert_eq!(h.get("/2.0/folders/0", "ext-token-1").await.status, 200);
-    assert_eq!(api.introspection_calls(), 1, "the second call is a cache hit");
+    assert_eq!(
+        api.introspection_calls(),
+        1,
+        "the second call is a cache hit"
+    );
     assert_eq!(h.revoke("ext-token-1").await.status, 200);
     assert_eq!(h.get("/2.0/folders/0", "ext-token-1").await.status, 401);
     h.stop().await;
@@ -136,7 +158,12 @@ async fn a_torn_log_tail_keeps_every_whole_record() {
     let (_api, addr, stop) = start_api().await;
     let dir = temp_dir("torn");
     let cfg = write_config(&dir, addr, &Opts::default());
-    let h = Harness::start_with(Opts { dir: Some(dir.clone()), upstream: Some(addr), ..Default::default() }).await;
+    let h = Harness::start_with(Opts {
+        dir: Some(dir.clone()),
+        upstream: Some(addr),
+        ..Default::default()
+    })
+    .await;
     let keyring = std::fs::read_to_string(dir.join("keyring.toml")).unwrap();
     let a = h.mint("item_read", None).await;
     let b = h.mint("item_read", None).await;
@@ -151,17 +178,31 @@ async fn a_torn_log_tail_keeps_every_whole_record() {
     std::fs::write(&log, &torn).unwrap();
 
     let _ = cfg;
-    let h = Harness::start_with(Opts { dir: Some(dir.clone()), upstream: Some(addr), keyring: Some(keyring), ..Default::default() }).await;
+    let h = Harness::start_with(Opts {
+        dir: Some(dir.clone()),
+        upstream: Some(addr),
+        keyring: Some(keyring),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(h.get("/2.0/folders/0", &a).await.status, 401);
     assert_eq!(h.get("/2.0/folders/0", &b).await.status, 401);
-    assert_eq!(std::fs::read(&log).unwrap(), whole, "the torn tail was cut off, the rest kept");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        whole,
+        "the torn tail was cut off, the rest kept"
+    );
     h.stop().await;
     let _ = stop.send(());
 }
 
 #[tokio::test]
 async fn compaction_drops_entries_once_their_tokens_expired() {
-    let h = Harness::start_with(Opts { tokens: "max_expires_in = \"2s\"".into(), ..Default::default() }).await;
+    let h = Harness::start_with(Opts {
+        tokens: "max_expires_in = \"2s\"".into(),
+        ..Default::default()
+    })
+    .await;
     let mut tokens = Vec::new();
     for _ in 0..20 {
         let t = h.mint("item_read", None).await;

@@ -91,7 +91,13 @@ impl Revocations {
     }
 
     /// The hot-path check.
-    pub fn is_revoked(&self, token_hash: &crate::digest::Digest, family: &crate::digest::Digest, subject: Option<&str>, iat: Option<u64>) -> bool {
+    pub fn is_revoked(
+        &self,
+        token_hash: &crate::digest::Digest,
+        family: &crate::digest::Digest,
+        subject: Option<&str>,
+        iat: Option<u64>,
+    ) -> bool {
         self.state.is_revoked(token_hash, family, subject, iat)
     }
 
@@ -101,7 +107,12 @@ impl Revocations {
 
     /// Applies, makes durable, and evicts cached grants. Returns once the
     /// event is synced to disk or accepted by the stream.
-    pub async fn revoke(&self, ev: Event, grants: &Grants, metrics: &Metrics) -> Result<(), SinkError> {
+    pub async fn revoke(
+        &self,
+        ev: Event,
+        grants: &Grants,
+        metrics: &Metrics,
+    ) -> Result<(), SinkError> {
         self.state.apply(&ev);
         evict(&ev, grants).await;
         match &self.sink {
@@ -142,7 +153,12 @@ impl Revocations {
     }
 
     /// Sweeps and compacts every `every` until `shutdown` fires.
-    pub async fn maintain(self: Arc<Self>, every: Duration, metrics: Metrics, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn maintain(
+        self: Arc<Self>,
+        every: Duration,
+        metrics: Metrics,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {

@@ -77,7 +77,8 @@ pub struct RevocationStream {
 
 impl RevocationStream {
     pub fn new(cfg: StreamConfig) -> Result<RevocationStream, StreamError> {
-        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| StreamError::Redis(e.to_string()))?;
+        let client =
+            redis::Client::open(cfg.url.as_str()).map_err(|e| StreamError::Redis(e.to_string()))?;
         Ok(RevocationStream {
             epoch_key: format!("{}:epoch", cfg.key),
             cfg,
@@ -104,7 +105,10 @@ impl RevocationStream {
         Duration::from_millis(unix_now_ms().saturating_sub(last))
     }
 
-    async fn connect(&self, response_timeout: Option<Duration>) -> Result<MultiplexedConnection, StreamError> {
+    async fn connect(
+        &self,
+        response_timeout: Option<Duration>,
+    ) -> Result<MultiplexedConnection, StreamError> {
         let cfg = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(response_timeout);
@@ -166,12 +170,16 @@ impl RevocationStream {
                 return;
             }
             self.caught_up.store(false, Ordering::Release);
-            let conn = self.connect(Some(Duration::from_millis(BLOCK_MS + 2000))).await;
+            let conn = self
+                .connect(Some(Duration::from_millis(BLOCK_MS + 2000)))
+                .await;
             let mut conn = match conn {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "revocation stream unreachable; retrying");
-                    metrics.revocation_stream_staleness_seconds.set(self.staleness().as_secs() as i64);
+                    metrics
+                        .revocation_stream_staleness_seconds
+                        .set(self.staleness().as_secs() as i64);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stop.changed() => return,
@@ -223,7 +231,9 @@ impl RevocationStream {
                                     .inc();
                             }
                             let delay_ms = unix_now_ms().saturating_sub(ev.revoked_at_ms);
-                            metrics.revocation_propagation_seconds.observe(delay_ms as f64 / 1000.0);
+                            metrics
+                                .revocation_propagation_seconds
+                                .observe(delay_ms as f64 / 1000.0);
                             on_event(&ev);
                         }
                         None => {
@@ -238,7 +248,9 @@ impl RevocationStream {
                     tracing::info!(position = %last_id, live = state.len(), "revocation stream caught up");
                 }
                 metrics.revocation_entries.set(state.len() as i64);
-                metrics.revocation_stream_staleness_seconds.set(self.staleness().as_secs() as i64);
+                metrics
+                    .revocation_stream_staleness_seconds
+                    .set(self.staleness().as_secs() as i64);
             }
         }
     }
@@ -268,7 +280,10 @@ impl RevocationStream {
         *known = current;
         if reset {
             let live = state.snapshot();
-            tracing::warn!(events = live.len(), "revocation stream was reset; re-appending live revocations");
+            tracing::warn!(
+                events = live.len(),
+                "revocation stream was reset; re-appending live revocations"
+            );
             for ev in &live {
                 let _: Value = redis::cmd("XADD")
                     .arg(&self.cfg.key)
@@ -333,11 +348,15 @@ fn bytes_of(v: &Value) -> Option<Vec<u8>> {
 
 /// `[[id, [field, value, ...]], ...]` into `(id, value of "event")`.
 fn range_entries(v: Value) -> Vec<(String, Option<Vec<u8>>)> {
-    let Value::Array(items) = v else { return Vec::new() };
+    let Value::Array(items) = v else {
+        return Vec::new();
+    };
     items
         .into_iter()
         .filter_map(|item| {
-            let Value::Array(pair) = item else { return None };
+            let Value::Array(pair) = item else {
+                return None;
+            };
             let id = String::from_utf8(bytes_of(pair.first()?)?).ok()?;
             let payload = match pair.get(1) {
                 Some(Value::Array(fields)) => fields
@@ -361,11 +380,16 @@ fn entries(v: Value) -> Vec<(String, Option<Vec<u8>>)> {
         Value::Array(streams) => streams
             .into_iter()
             .flat_map(|s| match s {
-                Value::Array(mut kv) if kv.len() == 2 => range_entries(kv.pop().unwrap_or(Value::Nil)),
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    range_entries(kv.pop().unwrap_or(Value::Nil))
+                }
                 _ => Vec::new(),
             })
             .collect(),
-        Value::Map(streams) => streams.into_iter().flat_map(|(_, e)| range_entries(e)).collect(),
+        Value::Map(streams) => streams
+            .into_iter()
+            .flat_map(|(_, e)| range_entries(e))
+            .collect(),
         _ => Vec::new(),
     }
 }

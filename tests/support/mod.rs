@@ -40,7 +40,8 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 pub fn box_policy() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/policy-box.toml")).unwrap()
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/policy-box.toml"))
+        .unwrap()
 }
 
 /// How a harness differs from the default.
@@ -79,7 +80,10 @@ impl Resp {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -121,7 +125,11 @@ pub fn write_config(dir: &Path, upstream: SocketAddr, opts: &Opts) -> PathBuf {
     if !dir.join("keyring.toml").exists() || opts.keyring.is_some() {
         std::fs::write(dir.join("keyring.toml"), keyring).unwrap();
     }
-    std::fs::write(dir.join("policy.toml"), opts.policy.clone().unwrap_or_else(box_policy)).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        opts.policy.clone().unwrap_or_else(box_policy),
+    )
+    .unwrap();
     let parent = opts
         .parent
         .clone()
@@ -129,7 +137,9 @@ pub fn write_config(dir: &Path, upstream: SocketAddr, opts: &Opts) -> PathBuf {
     let endpoints = if opts.bare_upstream {
         String::new()
     } else {
-        format!("token_endpoint = \"http://{upstream}/oauth2/token\"\nrevoke_endpoint = \"http://{upstream}/oauth2/revoke\"\n")
+        format!(
+            "token_endpoint = \"http://{upstream}/oauth2/token\"\nrevoke_endpoint = \"http://{upstream}/oauth2/revoke\"\n"
+        )
     };
     let config = format!(
         r#"[listen]
@@ -162,7 +172,10 @@ secret = "{ADMIN_SECRET}"
 "#,
         tokens = opts.tokens,
         extra = opts.extra,
-        revocation = opts.revocation.clone().unwrap_or_else(|| "[revocation]\ndata_dir = \"data\"".into()),
+        revocation = opts
+            .revocation
+            .clone()
+            .unwrap_or_else(|| "[revocation]\ndata_dir = \"data\"".into()),
     );
     let path = dir.join("scopegate.toml");
     std::fs::write(&path, config).unwrap();
@@ -241,7 +254,14 @@ impl Harness {
     }
 
     /// Any request to the public listener.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
         let mut b = Request::builder().method(method).uri(self.url(path));
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
@@ -253,11 +273,14 @@ impl Harness {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
-        self.call(Method::GET, path, Some(token), &[], Bytes::new()).await
+        self.call(Method::GET, path, Some(token), &[], Bytes::new())
+            .await
     }
 
     pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> Resp {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
         self.call(
             Method::POST,
             path,
@@ -290,13 +313,21 @@ impl Harness {
     /// Mints a token or fails the test.
     pub async fn mint(&self, scope: &str, resource: Option<&str>) -> String {
         let r = self.exchange(scope, resource).await;
-        assert_eq!(r.status, 200, "exchange failed: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "exchange failed: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         r.json()["access_token"].as_str().unwrap().to_string()
     }
 
     pub async fn revoke(&self, token: &str) -> Resp {
-        self.post_form("/oauth2/revoke", &[("token", token), ("client_id", "c"), ("client_secret", "s")])
-            .await
+        self.post_form(
+            "/oauth2/revoke",
+            &[("token", token), ("client_id", "c"), ("client_secret", "s")],
+        )
+        .await
     }
 
     /// `POST /admin/revocations` with the admin secret.
@@ -318,7 +349,11 @@ impl Harness {
 
     /// Paths (with query) the upstream received, in order.
     pub fn upstream_paths(&self) -> Vec<String> {
-        self.api.recorded().into_iter().map(|r| r.path_and_query).collect()
+        self.api
+            .recorded()
+            .into_iter()
+            .map(|r| r.path_and_query)
+            .collect()
     }
 }
 
@@ -328,7 +363,11 @@ pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full
         .expect("request timed out")
         .expect("request failed");
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     Resp {
         status: parts.status.as_u16(),
         headers: parts.headers,
@@ -340,7 +379,10 @@ pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full
 /// `scopegate_requests_total{decision="deny",reason="no_token",route="file.get"}`.
 pub fn metric(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels).and_then(|rest| rest.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }
 
@@ -395,7 +437,9 @@ impl Proc {
     }
 
     pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> Resp {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
         let req = Request::post(self.url(path))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(body)))
@@ -435,7 +479,11 @@ impl Proc {
 /// The shared Redis of this machine, or `None` (the caller returns) when it
 /// is not running outside CI. Under `CI=true` a missing Redis fails the test.
 pub fn redis_url() -> Option<String> {
-    let up = std::net::TcpStream::connect_timeout(&"127.0.0.1:6379".parse().unwrap(), Duration::from_secs(1)).is_ok();
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:6379".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
     if up {
         return Some("redis://127.0.0.1:6379/0".into());
     }
@@ -468,7 +516,9 @@ pub fn fleet_section(url: &str, key: &str, on_stale: &str) -> String {
 pub async fn wait_ready(admin: SocketAddr) {
     let c = client();
     for _ in 0..200 {
-        let req = Request::get(format!("http://{admin}/readyz")).body(Full::new(Bytes::new())).unwrap();
+        let req = Request::get(format!("http://{admin}/readyz"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), c.request(req)).await
             && r.status() == 200
         {
