@@ -120,6 +120,7 @@ struct RawListen {
     public: String,
     admin: Option<String>,
     drain: Option<String>,
+    reload_poll: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +290,9 @@ pub struct Config {
     pub admin: SocketAddr,
     /// How long SIGTERM waits for in-flight requests; default 30 s.
     pub drain: Duration,
+    /// How often the TLS, policy and keyring files are checked for changes;
+    /// default 2 s (SIGHUP reloads at once).
+    pub reload_poll: Duration,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub upstream: Upstream,
     pub keyring: PathBuf,
@@ -617,6 +621,12 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
             "listen.drain",
             raw.listen.drain.as_ref(),
             Duration::from_secs(30),
+        ),
+        reload_poll: dur(
+            &mut p,
+            "listen.reload_poll",
+            raw.listen.reload_poll.as_ref(),
+            Duration::from_secs(2),
         ),
         tls: raw.tls.as_ref().map(|t| (rel(&t.cert), rel(&t.key))),
         upstream,

@@ -49,6 +49,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub ancestry: Ancestry,
     cors: Cors,
+    /// Wakes the reload watcher (SIGHUP).
+    reload: tokio::sync::Notify,
     /// Set once the revocation history has been replayed (and, in fleet
     /// mode, the stream is live); `/readyz` reports it.
     ready: AtomicBool,
@@ -95,6 +97,7 @@ impl Gateway {
             introspector,
             metrics,
             ready: AtomicBool::new(false),
+            reload: tokio::sync::Notify::new(),
             config,
         };
         problems.into_result(gw)
@@ -103,6 +106,22 @@ impl Gateway {
     /// The policy in force (replaced whole on reload).
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.load_full()
+    }
+
+    /// Replaces the policy. Cached grants are dropped, since scope bits are
+    /// numbered per policy.
+    pub fn replace_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+        self.grants.forget_all();
+    }
+
+    /// Asks the reload watcher to reload every file now.
+    pub fn request_reload(&self) {
+        self.reload.notify_one();
+    }
+
+    pub(crate) async fn reload_requested(&self) {
+        self.reload.notified().await
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -169,7 +169,7 @@ impl Expiry<Digest, Resolved> for UntilExpiry {
 /// Turns bearer tokens into grants, with the cache in front.
 pub struct Grants {
     cache: moka::future::Cache<Digest, Resolved>,
-    keyring: Arc<Keyring>,
+    keyring: arc_swap::ArcSwap<Keyring>,
     external: ExternalTokens,
     introspector: Option<Arc<Introspector>>,
 }
@@ -189,14 +189,22 @@ impl Grants {
                 .max_capacity(capacity)
                 .expire_after(UntilExpiry)
                 .build(),
-            keyring,
+            keyring: arc_swap::ArcSwap::new(keyring),
             external,
             introspector,
         }
     }
 
-    pub fn keyring(&self) -> &Keyring {
-        &self.keyring
+    /// The keyring in force (replaced whole on reload).
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.load_full()
+    }
+
+    /// Swaps in a new keyring. Cached grants are dropped: a key removed
+    /// from the ring must stop verifying the tokens it minted at once.
+    pub fn replace_keyring(&self, keyring: Keyring) {
+        self.keyring.store(Arc::new(keyring));
+        self.forget_all();
     }
 
     /// The grant for a bearer token, or the 401/503 to answer.
@@ -220,6 +228,7 @@ impl Grants {
         let resolved = if token.starts_with(token::PREFIX) {
             let claims = self
                 .keyring
+                .load()
                 .open(token)
                 .map_err(|_| Rejection::InvalidToken("invalid"))?;
             let g = Grant::from_claims(claims, hash, table)

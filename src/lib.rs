@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod revocation;
 pub mod sample_api;
 pub mod scope;

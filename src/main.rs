@@ -137,6 +137,15 @@ async fn serve(loaded: scopegate::app::Loaded) -> ExitCode {
             .unwrap_or_default()
     );
     tracing::info!(public = %public_addr, admin = %admin_addr, "scopegate started");
+    // SIGHUP: reload the certificate, policy and keyring now.
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                gw.request_reload();
+            }
+        });
+    }
     scopegate::server::run(gw, public, admin, tls, shutdown_signal(), grace).await;
     ExitCode::SUCCESS
 }

@@ -142,9 +142,15 @@ pub async fn run(
             stop_rx.clone(),
         ))
     });
+    let tls_slot: crate::reload::TlsSlot = Arc::new(arc_swap::ArcSwapOption::new(tls));
+    let watcher = tokio::spawn(crate::reload::watch(
+        gw.clone(),
+        tls_slot.clone(),
+        gw.config.reload_poll,
+        stop_rx.clone(),
+    ));
     let graceful = GracefulShutdown::new();
     let b = builder();
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -155,11 +161,11 @@ pub async fn run(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                match &acceptor {
+                // Each connection takes the certificate in force when it arrives.
+                match tls_slot.load_full().map(tokio_rustls::TlsAcceptor::from) {
                     None => serve_conn(stream, ConnInfo { peer, tls: false }, gw.clone(), &graceful, &b).await,
                     Some(acc) => {
                         // The handshake runs on its own task so a slow client cannot stall accepting.
-                        let acc = acc.clone();
                         let gw = gw.clone();
                         let watcher = graceful.watcher();
                         let b = b.clone();
@@ -195,6 +201,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
     let _ = maintenance.await;
+    let _ = watcher.await;
     if let Some(c) = consumer {
         let _ = c.await;
     }

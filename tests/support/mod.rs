@@ -65,6 +65,8 @@ pub struct Opts {
     pub bare_upstream: bool,
     /// Replaces the `[revocation]` section (fleet mode).
     pub revocation: Option<String>,
+    /// Extra lines for the `[listen]` section (e.g. `reload_poll = "100ms"`).
+    pub listen: String,
 }
 
 /// A recorded answer.
@@ -146,6 +148,7 @@ pub fn write_config(dir: &Path, upstream: SocketAddr, opts: &Opts) -> PathBuf {
 public = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 drain = "5s"
+{listen}
 
 [upstream]
 api = "http://{upstream}"
@@ -170,6 +173,7 @@ secret = "{ADMIN_SECRET}"
 
 {extra}
 "#,
+        listen = opts.listen,
         tokens = opts.tokens,
         extra = opts.extra,
         revocation = opts
@@ -198,6 +202,7 @@ impl Harness {
         let dir = opts.dir.clone().unwrap_or_else(|| temp_dir("gw"));
         let path = write_config(&dir, api_addr, &opts);
         let loaded = scopegate::app::load(&path).unwrap_or_else(|p| panic!("{p}"));
+        let tls = loaded.tls.clone();
         let gateway = scopegate::app::build(loaded, scopegate::metrics::Metrics::new()).unwrap();
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -210,7 +215,7 @@ impl Harness {
                 gw,
                 public,
                 admin,
-                None,
+                tls,
                 async move {
                     let _ = rx.await;
                 },
@@ -395,14 +400,36 @@ pub struct Proc {
 
 /// Starts the real binary and waits for its "listening" line.
 pub async fn spawn_gateway(config: &Path) -> Proc {
+    spawn_gateway_logged(config, None).await
+}
+
+/// Like [`spawn_gateway`], collecting stderr (the logs) into `logs`.
+pub async fn spawn_gateway_logged(
+    config: &Path,
+    logs: Option<Arc<std::sync::Mutex<String>>>,
+) -> Proc {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_scopegate"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(if logs.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    if let (Some(logs), Some(err)) = (logs, child.stderr.take()) {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let mut g = logs.lock().unwrap();
+                g.push_str(&l);
+                g.push('\n');
+            }
+        });
+    }
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
