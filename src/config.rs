@@ -218,6 +218,31 @@ struct RawLimits {
     oauth_body: Option<usize>,
     json_body: Option<usize>,
     grant_cache_entries: Option<u64>,
+    header_bytes: Option<usize>,
+    headers: Option<usize>,
+    token_bytes: Option<usize>,
+    header_timeout: Option<String>,
+    connections: Option<usize>,
+    h2_streams: Option<u32>,
+}
+
+/// Connection and request limits (see `[limits]` in the example configs).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head (HTTP/1) or header list (HTTP/2), bytes; default 64 KiB.
+    pub header_bytes: usize,
+    /// Most request headers (HTTP/1); default 100.
+    pub headers: usize,
+    /// Longest bearer token looked at, bytes; default 4096 (minted tokens
+    /// are well under 1 KiB; Box's are 32 characters).
+    pub token_bytes: usize,
+    /// The whole request head must arrive within this; also how long an idle
+    /// keep-alive connection waits for its next request. Default 10 s.
+    pub header_timeout: Duration,
+    /// Most open client connections; more wait in the kernel's backlog. Default 10,000.
+    pub connections: usize,
+    /// Most concurrent HTTP/2 streams per connection; default 128.
+    pub h2_streams: u32,
 }
 
 /// How external (not gateway-minted) bearer tokens are treated.
@@ -324,6 +349,7 @@ pub struct Config {
     /// Grant cache capacity in entries; default 1,000,000.
     pub grant_cache_entries: u64,
     pub subtree: Subtree,
+    pub limits: Limits,
 }
 
 /// Parses `"250ms"`, `"5s"`, `"10m"`, `"1h"`, `"2d"`.
@@ -660,6 +686,14 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         oauth_body_limit: raw.limits.oauth_body.unwrap_or(16 * 1024),
         json_body_limit: raw.limits.json_body.unwrap_or(1024 * 1024),
         grant_cache_entries: raw.limits.grant_cache_entries.unwrap_or(1_000_000),
+        limits: Limits {
+            header_bytes: raw.limits.header_bytes.unwrap_or(64 * 1024).max(8192),
+            headers: raw.limits.headers.unwrap_or(100).max(16),
+            token_bytes: raw.limits.token_bytes.unwrap_or(4096).clamp(64, crate::token::MAX_TOKEN_LEN),
+            header_timeout: dur(&mut p, "limits.header_timeout", raw.limits.header_timeout.as_ref(), Duration::from_secs(10)),
+            connections: raw.limits.connections.unwrap_or(10_000).max(1),
+            h2_streams: raw.limits.h2_streams.unwrap_or(128).max(1),
+        },
         subtree: Subtree {
             cache_ttl: dur(
                 &mut p,

@@ -93,10 +93,18 @@ pub async fn decide(
     if let Err(r) = check_headers(&parts.headers) {
         return (None, Err(r));
     }
+    // hyper's read buffer bounds the head only roughly; this is the exact limit.
+    let head_bytes: usize = parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if head_bytes + parts.uri.to_string().len() > gw.config.limits.header_bytes {
+        return (None, Err(Rejection::HeadersTooLarge));
+    }
     let route = policy.find(&parts.method, target.path());
     let route_name = route.as_ref().map(|m| m.route.name.clone());
     let result = async {
         let token = bearer(&parts.headers)?;
+        if token.len() > gw.config.limits.token_bytes {
+            return Err(Rejection::InvalidToken("malformed"));
+        }
         if route.is_none() && !gw.config.unmatched_pass {
             return Err(Rejection::NoRoute);
         }

@@ -29,6 +29,8 @@ pub enum Rejection {
     NoRoute,
     /// A body the gateway must read is larger than it will read.
     TooLarge,
+    /// The request head is larger than `[limits] header_bytes`.
+    HeadersTooLarge,
     /// The gateway cannot decide right now (introspection down, stream stale).
     Unavailable(&'static str),
     /// The upstream could not be reached or broke the exchange.
@@ -47,6 +49,7 @@ impl Rejection {
             | Rejection::Forbidden(_)
             | Rejection::NoRoute => StatusCode::FORBIDDEN,
             Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadGateway => StatusCode::BAD_GATEWAY,
             Rejection::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -63,7 +66,7 @@ impl Rejection {
             Rejection::OutsideRestriction { .. } => "outside_restriction",
             Rejection::Forbidden(_) => "forbidden",
             Rejection::NoRoute => "no_route",
-            Rejection::TooLarge => "too_large",
+            Rejection::TooLarge | Rejection::HeadersTooLarge => "too_large",
             Rejection::Unavailable(_) => "unavailable",
             Rejection::BadGateway => "upstream_error",
             Rejection::GatewayTimeout => "upstream_timeout",
@@ -81,6 +84,7 @@ impl Rejection {
             }
             Rejection::Forbidden(_) | Rejection::NoRoute => "forbidden",
             Rejection::TooLarge => "request_too_large",
+            Rejection::HeadersTooLarge => "headers_too_large",
             Rejection::Unavailable(_) => "unavailable",
             Rejection::BadGateway => "bad_gateway",
             Rejection::GatewayTimeout => "gateway_timeout",
@@ -103,6 +107,7 @@ impl Rejection {
             Rejection::TooLarge => {
                 "The request body is larger than the gateway accepts here".into()
             }
+            Rejection::HeadersTooLarge => "The request headers are larger than the gateway accepts".into(),
             Rejection::Unavailable(why) => format!("The gateway cannot decide right now: {why}"),
             Rejection::BadGateway => "The upstream API could not be reached".into(),
             Rejection::GatewayTimeout => "The upstream API did not answer in time".into(),

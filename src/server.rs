@@ -18,10 +18,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use crate::config::Problems;
+use crate::config::{Limits, Problems};
 use crate::gateway::{ConnInfo, Gateway};
 
 /// Loads a PEM certificate chain and key into a server config offering h2
@@ -71,41 +70,65 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(cfg))
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         // Slowloris: the whole request head must arrive within this time.
-        .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(limits.headers)
+        .max_buf_size(limits.header_bytes.max(8192));
     b.http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(128)
+        .max_concurrent_streams(limits.h2_streams)
         // Bounds HPACK-decoded headers, so CONTINUATION floods are cut off.
-        .max_header_list_size(64 * 1024)
+        .max_header_list_size(limits.header_bytes as u32)
+        // Rapid reset (CVE-2023-44487): a client that resets streams faster
+        // than they are served is disconnected.
         .max_pending_accept_reset_streams(Some(64))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .max_local_error_reset_streams(Some(256))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     b
 }
 
-async fn serve_conn<S>(
-    io: S,
-    info: ConnInfo,
+/// The HTTP/2 connection preface (RFC 9113 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Peeks (without consuming) until the first bytes tell HTTP/2 prior
+/// knowledge from HTTP/1. `None`: the client closed first.
+async fn sniff_h2(stream: &tokio::net::TcpStream) -> Option<bool> {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A partial preface: wait for the rest (bounded by the caller's timeout).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The per-connection service: every request goes to the gateway.
+fn service(
     gw: Arc<Gateway>,
-    graceful: &GracefulShutdown,
-    b: &auto::Builder<TokioExecutor>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let svc = service_fn(move |req| {
+    info: ConnInfo,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::body::Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<crate::body::Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req| {
         let gw = gw.clone();
         async move { Ok::<_, Infallible>(gw.handle(req, info).await) }
-    });
-    let conn = b.serve_connection(TokioIo::new(io), svc).into_owned();
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    })
 }
 
 /// Serves until `shutdown` resolves, then drains for up to `grace`.
@@ -150,41 +173,67 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let graceful = GracefulShutdown::new();
-    let b = builder();
+    let b = builder(&gw.config.limits);
+    let (h1, h2) = (b.clone().http1_only(), b.clone().http2_only());
+    // Each connection holds a permit; at the limit, accepting pauses and new
+    // clients wait in the kernel's backlog instead of exhausting descriptors.
+    let permits = Arc::new(tokio::sync::Semaphore::new(gw.config.limits.connections));
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = public.accept() => {
-                let Ok((stream, peer)) = accepted else {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = public.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
                     // Out of file descriptors and the like: back off, keep serving.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
-                };
-                let _ = stream.set_nodelay(true);
-                // Each connection takes the certificate in force when it arrives.
-                match tls_slot.load_full().map(tokio_rustls::TlsAcceptor::from) {
-                    None => serve_conn(stream, ConnInfo { peer, tls: false }, gw.clone(), &graceful, &b).await,
-                    Some(acc) => {
-                        // The handshake runs on its own task so a slow client cannot stall accepting.
-                        let gw = gw.clone();
-                        let watcher = graceful.watcher();
-                        let b = b.clone();
-                        tokio::spawn(async move {
-                            let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await else {
-                                return;
-                            };
-                            let svc = service_fn(move |req| {
-                                let gw = gw.clone();
-                                async move { Ok::<_, Infallible>(gw.handle(req, ConnInfo { peer, tls: true }).await) }
-                            });
-                            let conn = b.serve_connection(TokioIo::new(tls), svc).into_owned();
-                            let _ = watcher.watch(conn).await;
-                        });
-                    }
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        // Each connection takes the certificate in force when it arrives.
+        let acceptor = tls_slot.load_full().map(tokio_rustls::TlsAcceptor::from);
+        let gw = gw.clone();
+        let watcher = graceful.watcher();
+        let (h1, h2) = (h1.clone(), h2.clone());
+        let handshake_timeout = gw.config.limits.header_timeout;
+        // The connection (and any TLS handshake) runs on its own task so a
+        // slow client cannot stall accepting; it holds its permit to the end.
+        tokio::spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => {
+                    // A client that connects and sends nothing is dropped
+                    // after the header timeout, like one that dribbles.
+                    let Ok(Some(is_h2)) = tokio::time::timeout(handshake_timeout, sniff_h2(&stream)).await else {
+                        return;
+                    };
+                    let info = ConnInfo { peer, tls: false };
+                    let b = if is_h2 { h2 } else { h1 };
+                    let conn = b.serve_connection(TokioIo::new(stream), service(gw, info)).into_owned();
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(acc) => {
+                    let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acc.accept(stream)).await else {
+                        return;
+                    };
+                    // ALPN decides; nothing is read before hyper's own timers run.
+                    let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let info = ConnInfo { peer, tls: true };
+                    let b = if is_h2 { h2 } else { h1 };
+                    let conn = b.serve_connection(TokioIo::new(tls), service(gw, info)).into_owned();
+                    let _ = watcher.watch(conn).await;
                 }
             }
-            _ = &mut shutdown => break,
-        }
+        });
     }
     drop(public);
     gw.set_ready(false);
