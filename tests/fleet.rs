@@ -342,3 +342,47 @@ async fn the_stream_is_trimmed_only_of_expired_entries() {
         .unwrap();
     h.stop().await;
 }
+
+/// Benchmark, not a test of speed: prints the propagation delay between two
+/// replicas (revocation accepted by A -> applied by B), p50 and p99.
+/// `cargo test --release --test fleet -- --ignored --nocapture propagation`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn propagation_delay_across_two_replicas() {
+    let Some(url) = redis_url() else { return };
+    let key = stream_key("bench");
+    let keyring = scopegate::token::Keyring::generate_toml("bench");
+    let opts = || Opts {
+        keyring: Some(keyring.clone()),
+        revocation: Some(fleet_section(&url, &key, "reject")),
+        ..Default::default()
+    };
+    let a = Harness::start_with(opts()).await;
+    let b = Harness::start_with(opts()).await;
+    wait_ready(a.admin).await;
+    wait_ready(b.admin).await;
+    let mut delays = Vec::new();
+    for _ in 0..300 {
+        let t = a.mint("item_read", None).await;
+        let hash = scopegate::digest::Digest::of(t.as_bytes());
+        let fam = scopegate::digest::Digest::of(PARENT.as_bytes());
+        let start = std::time::Instant::now();
+        assert_eq!(a.revoke(&t).await.status, 200);
+        let accepted = start.elapsed();
+        while !b.gateway.revocations.is_revoked(&hash, &fam, None, Some(u64::MAX)) {
+            tokio::task::yield_now().await;
+            assert!(start.elapsed() < Duration::from_secs(5));
+        }
+        let applied = start.elapsed();
+        delays.push((applied.as_micros() as u64, applied.saturating_sub(accepted).as_micros() as u64));
+    }
+    let report = |name: &str, mut v: Vec<u64>| {
+        v.sort_unstable();
+        let p = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize];
+        println!("{name}, {} samples: p50 {} us, p99 {} us, max {} us", v.len(), p(0.50), p(0.99), v[v.len() - 1]);
+    };
+    report("revoke sent to A -> applied on B", delays.iter().map(|d| d.0).collect());
+    report("A's 200 received -> applied on B (0: B was first)", delays.iter().map(|d| d.1).collect());
+    a.stop().await;
+    b.stop().await;
+}
