@@ -279,7 +279,9 @@ pub struct Upstream {
     pub revoke_endpoint: Option<Uri>,
     /// Default 5 s.
     pub connect_timeout: Duration,
-    /// Time to the upstream's response head; default 60 s.
+    /// Time to the upstream's response head, counted from the last request
+    /// body chunk sent (an upload streaming longer than this is not cut);
+    /// default 60 s.
     pub timeout: Duration,
     /// Extra CA certificates (PEM) trusted for HTTPS upstreams.
     pub ca_bundle: Option<PathBuf>,

@@ -86,7 +86,7 @@ pub async fn decide(
     body: Incoming,
 ) -> (Option<Arc<str>>, Result<Allowed, Rejection>) {
     let policy = gw.policy();
-    let target = match Target::parse(&parts.uri) {
+    let target = match Target::parse_request(&parts.uri, parts.version) {
         Ok(t) => t,
         Err(e) => return (None, Err(Rejection::BadRequest(target_reason(e)))),
     };

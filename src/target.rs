@@ -66,6 +66,18 @@ impl Target {
         Target::parse_parts(uri.path(), uri.query())
     }
 
+    /// Parses the target of a request of this HTTP version. HTTP/2 always
+    /// sends `:scheme` and `:authority`, so hyper's URI for every h2 request
+    /// has both: that is HTTP/1.1's origin-form plus `Host`, not an
+    /// absolute-form target, and the upstream is never picked from it. Only
+    /// the path and query are read; HTTP/1 keeps refusing absolute-form.
+    pub fn parse_request(uri: &http::Uri, version: http::Version) -> Result<Target, TargetError> {
+        if version >= http::Version::HTTP_2 {
+            return Target::parse_parts(uri.path(), uri.query());
+        }
+        Target::parse(uri)
+    }
+
     /// Parses a raw path and query (as in an origin-form request line).
     pub fn parse_parts(path: &str, query: Option<&str>) -> Result<Target, TargetError> {
         if path.len() + query.map_or(0, str::len) > MAX_TARGET_LEN {
@@ -263,6 +275,24 @@ mod tests {
     fn absolute_form_is_refused() {
         let uri: http::Uri = "http://evil.example/2.0/files/1".parse().unwrap();
         assert_eq!(Target::parse(&uri), Err(TargetError::NotOriginForm));
+    }
+
+    #[test]
+    fn http2_targets_carry_scheme_and_authority_and_are_read_by_path() {
+        let uri: http::Uri = "http://127.0.0.1:8080/2.0/fil%65s/1?x=1".parse().unwrap();
+        let t = Target::parse_request(&uri, http::Version::HTTP_2).unwrap();
+        assert_eq!(t.path_and_query(), "/2.0/files/1?x=1");
+        // The path checks still apply to h2.
+        let bad: http::Uri = "https://h/2.0/files/%2e%2e/2".parse().unwrap();
+        assert_eq!(
+            Target::parse_request(&bad, http::Version::HTTP_2),
+            Err(TargetError::EncodedDelimiter)
+        );
+        // HTTP/1.1 absolute-form stays refused.
+        assert_eq!(
+            Target::parse_request(&uri, http::Version::HTTP_11),
+            Err(TargetError::NotOriginForm)
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! a timeout to 504 and any other failure to 502, and never shows the
 //! client the upstream's error text.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, Uri, header};
@@ -105,9 +108,38 @@ impl Client {
     }
 
     /// Sends a request; the answer's body streams.
+    ///
+    /// The timeout is time without progress: it counts from the last chunk
+    /// of the request body that went out (or from the start, for a request
+    /// without one) to the response head. A multi-GB upload that streams
+    /// for longer than the timeout is not cut off while its bytes flow, and
+    /// one that stalls still ends with 504.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.timeout, self.inner.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout),
+        let (parts, body) = req.into_parts();
+        let origin = tokio::time::Instant::now();
+        let last = Arc::new(AtomicU64::new(0));
+        let body = body::boxed(Progress {
+            inner: body,
+            last: last.clone(),
+            origin,
+        });
+        let request = self.inner.request(Request::from_parts(parts, body));
+        tokio::pin!(request);
+        let result = loop {
+            let since = Duration::from_millis(last.load(Ordering::Relaxed));
+            let deadline = origin + since + self.timeout;
+            tokio::select! {
+                r = &mut request => break Ok(r),
+                () = tokio::time::sleep_until(deadline) => {
+                    // No chunk went out since `deadline` was set: give up.
+                    if Duration::from_millis(last.load(Ordering::Relaxed)) == since {
+                        break Err(());
+                    }
+                }
+            }
+        };
+        match result {
+            Err(()) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if caused_by_upload_check(&e) => Err(UpstreamError::RefusedBody),
             Ok(Err(_)) => Err(UpstreamError::Unreachable),
             Ok(Ok(resp)) => Ok(resp),
@@ -162,6 +194,39 @@ impl Client {
     }
 }
 
+/// A request body that records, in milliseconds since `origin`, when it
+/// last yielded a frame or ended: the progress [`Client::send`] times.
+struct Progress {
+    inner: Body,
+    last: Arc<AtomicU64>,
+    origin: tokio::time::Instant,
+}
+
+impl http_body::Body for Progress {
+    type Data = bytes::Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_ready() {
+            let ms = self.origin.elapsed().as_millis() as u64;
+            self.last.store(ms, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// `base` (scheme and authority) joined with an origin-form path.
 pub fn join(base: &Uri, path_and_query: &str) -> Result<Uri, UpstreamError> {
     let mut parts = http::uri::Parts::default();
@@ -181,4 +246,90 @@ pub fn bearer_value(token: &str) -> Result<HeaderValue, UpstreamError> {
         HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| UpstreamError::Malformed)?;
     v.set_sensitive(true);
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn client(timeout: Duration) -> Client {
+        Client::new(&Upstream {
+            api: "http://127.0.0.1".parse().unwrap(),
+            upload: "http://127.0.0.1".parse().unwrap(),
+            token_endpoint: None,
+            revoke_endpoint: None,
+            connect_timeout: Duration::from_secs(2),
+            timeout,
+            ca_bundle: None,
+        })
+        .unwrap()
+    }
+
+    /// An upstream that reads until the chunked body's last chunk, then
+    /// answers 201, as an upload endpoint does.
+    async fn answer_after_body() -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.ends_with(b"0\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        addr
+    }
+
+    /// Five chunks 120 ms apart, then (with `stall`) nothing, forever.
+    fn slow_body(stall: bool) -> Body {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(120)).await;
+                let _ = tx.send(Bytes::from_static(b"chunk")).await;
+            }
+            if stall {
+                std::future::pending::<()>().await;
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, body::BoxError>(http_body::Frame::data(b)), rx))
+        });
+        body::boxed(http_body_util::StreamBody::new(stream))
+    }
+
+    #[tokio::test]
+    async fn an_upload_streaming_longer_than_the_timeout_is_not_cut() {
+        let addr = answer_after_body().await;
+        // 600 ms of body against a 300 ms timeout: still progress, so no 504.
+        let req = Request::post(format!("http://{addr}/api/2.0/files/content"))
+            .body(slow_body(false))
+            .unwrap();
+        let r = client(Duration::from_millis(300)).send(req).await;
+        assert_eq!(r.map(|r| r.status().as_u16()), Ok(201));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_still_times_out() {
+        let addr = answer_after_body().await;
+        let started = std::time::Instant::now();
+        let req = Request::post(format!("http://{addr}/api/2.0/files/content"))
+            .body(slow_body(true))
+            .unwrap();
+        let r = client(Duration::from_millis(300)).send(req).await;
+        assert_eq!(r.err(), Some(UpstreamError::Timeout));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
 }

@@ -555,3 +555,61 @@ pub async fn wait_ready(admin: SocketAddr) {
     }
     panic!("{admin} never became ready");
 }
+
+impl Harness {
+    /// Like `start_with`, but `edit` rewrites the config text before the
+    /// gateway loads it (for settings `Opts` has no knob for, such as
+    /// `[upstream] timeout`, `ca_bundle` or an `https://` upstream).
+    pub async fn start_edited(opts: Opts, edit: impl FnOnce(String) -> String) -> Harness {
+        let (api, api_addr, api_stop) = match opts.upstream {
+            Some(addr) => (SampleApi::new(PARENT), addr, None),
+            None => {
+                let (a, addr, stop) = start_api().await;
+                (a, addr, Some(stop))
+            }
+        };
+        let dir = opts.dir.clone().unwrap_or_else(|| temp_dir("gw"));
+        let path = write_config(&dir, api_addr, &opts);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
+        let loaded = scopegate::app::load(&path).unwrap_or_else(|p| panic!("{p}"));
+        let gateway = scopegate::app::build(loaded, scopegate::metrics::Metrics::new()).unwrap();
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = public.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let gw = gateway.clone();
+        let task = tokio::spawn(async move {
+            scopegate::server::run(
+                gw,
+                public,
+                admin,
+                None,
+                async move {
+                    let _ = rx.await;
+                },
+                Duration::from_secs(5),
+            )
+            .await
+        });
+        Harness {
+            addr,
+            admin: admin_addr,
+            api,
+            api_addr,
+            dir,
+            gateway,
+            client: client(),
+            stop: Some(tx),
+            api_stop,
+            task: Some(task),
+        }
+    }
+}
+
+/// A local address nothing listens on (bound, then released).
+pub fn closed_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
