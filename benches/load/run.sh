@@ -41,9 +41,14 @@ if [ ${#need[@]} -gt 0 ]; then
     { $SUDO apt-get update -q >/dev/null; $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null; }
 fi
 log "building scopegate and the load generator (release)"
-(cd "$ROOT" && cargo build --release -q --bin scopegate && cargo build --release -q --example loadgen)
 SCOPEGATE=$ROOT/target/release/scopegate
 LOADGEN=$ROOT/target/release/examples/loadgen
+(cd "$ROOT" && cargo build --release -q --bin scopegate)
+# The generator does not use the library's code, so it is rebuilt only when its own source changed
+# (as a Cargo example it would otherwise relink a release build of the library with dev features).
+if [ ! -x "$LOADGEN" ] || [ "$ROOT/benches/load/loadgen.rs" -nt "$LOADGEN" ]; then
+  (cd "$ROOT" && cargo build --release -q --example loadgen)
+fi
 
 rm -rf "$OUT"; mkdir -p "$OUT"/{logs,tmp,data,data-tls}
 cd "$OUT"
