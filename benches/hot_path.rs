@@ -1,0 +1,237 @@
+//! Microbenchmarks of the per-request work (issue #7), with criterion.
+//!
+//! `cargo bench --bench hot_path` (or `-- <filter>`). Figures and targets
+//! are in README.md, "Benchmarks".
+//!
+//! What each group measures:
+//! - `decision/cached`: the decision on a grant-cache hit, composed from the
+//!   library's public calls in the order `enforce::decide` runs them:
+//!   canonical target, route match, bearer-token digest + moka cache hit,
+//!   revocation check (against a set holding 1,000 entries), scope check and
+//!   the object check for a file-restricted token (building the `Item` as
+//!   `enforce` does). Not included: hyper parsing, headers, the request id,
+//!   metrics and the log line (those are in the load benchmark).
+//! - `route_match/{10,100,1000}`: `Policy::find` on generated policies, and
+//!   on the shipped Box policy.
+//! - `token/seal` and `token/verify_miss`: minting, and what a cache miss
+//!   costs (digest + AES-GCM open + JSON claims + `Grant::from_claims`).
+//! - `revocation/1M`: `RevocationState::is_revoked` with 1,000,000 token
+//!   entries, for a revoked and a not-revoked token.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use http::Method;
+use scopegate::clock::unix_now;
+use scopegate::config::ExternalTokens;
+use scopegate::digest::Digest;
+use scopegate::grant::{Grant, Grants, Item};
+use scopegate::policy::ItemKind;
+use scopegate::revocation::{Event, RevocationState, Source, Target as RevTarget};
+use scopegate::target::Target;
+
+mod common;
+use common::*;
+
+fn token_event(d: Digest, now: u64) -> Event {
+    Event {
+        target: RevTarget::Token(d),
+        revoked_at_ms: now * 1000,
+        keep_until: now + 3600,
+        source: Source::Api,
+    }
+}
+
+fn digest_of_index(i: u64) -> Digest {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&i.to_le_bytes());
+    b[8..].copy_from_slice(&(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes());
+    Digest::of(&b)
+}
+
+fn decision(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let policy = box_policy();
+    let keyring = Arc::new(keyring());
+    let now = unix_now();
+    let grants = Grants::new(keyring.clone(), ExternalTokens::Reject, None, 1_000_000);
+    let revocations = RevocationState::new();
+    for i in 0..1000 {
+        revocations.apply(&token_event(digest_of_index(i), now));
+    }
+    // 1000 distinct tokens, all cached, each restricted to its own file.
+    let tokens: Vec<(String, String)> = (0..1000u64)
+        .map(|i| (keyring.seal(&claims(i, now)), format!("/2.0/files/{}/content", 100_000 + i)))
+        .collect();
+    rt.block_on(async {
+        for (t, _) in &tokens {
+            let (_, hit) = grants.resolve(t, &policy.scopes, now).await.unwrap();
+            assert!(!hit);
+        }
+    });
+
+    let mut g = c.benchmark_group("decision");
+    g.bench_function("cached", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for n in 0..iters {
+                    let (token, path) = &tokens[(n % 1000) as usize];
+                    let target = Target::parse_parts(black_box(path), None).unwrap();
+                    let m = policy.find(&Method::GET, target.path()).unwrap();
+                    let (grant, hit) = grants.resolve(black_box(token), &policy.scopes, now).await.unwrap();
+                    debug_assert!(hit);
+                    assert!(!revocations.is_revoked(grant.token_hash(), grant.family(), grant.subject(), grant.iat()));
+                    assert!(grant.scopes().intersects(m.route.scopes));
+                    let named = Item {
+                        kind: ItemKind::File,
+                        id: m.param(0).unwrap().into(),
+                    };
+                    assert!(grant.restricted_to() == Some(&named));
+                    black_box((&target, hit));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    // The parts, to see where the time goes.
+    g.bench_function("parts/target_parse", |b| {
+        let path = "/2.0/files/100042/content";
+        b.iter(|| Target::parse_parts(black_box(path), None).unwrap())
+    });
+    g.bench_function("parts/grant_cache_hit", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for n in 0..iters {
+                    let (token, _) = &tokens[(n % 1000) as usize];
+                    black_box(grants.resolve(black_box(token), &policy.scopes, now).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("parts/token_digest", |b| {
+        let t = &tokens[0].0;
+        b.iter(|| Digest::of(black_box(t.as_bytes())))
+    });
+    g.finish();
+}
+
+fn route_match(c: &mut Criterion) {
+    let mut g = c.benchmark_group("route_match");
+    for n in [10usize, 100, 1000] {
+        let policy = generated_policy(n);
+        // Paths hitting routes spread over the table, and one that misses.
+        let paths: Vec<String> = (0..64)
+            .map(|k| {
+                let i = (k * 7919) % (n * 4 / 5).max(1);
+                if i % 4 == 0 && k % 2 == 0 {
+                    format!("/2.0/r{i}/12345/content")
+                } else {
+                    format!("/2.0/r{i}/12345")
+                }
+            })
+            .collect();
+        for p in &paths {
+            assert!(policy.find(&Method::GET, p).is_some(), "{p}");
+        }
+        g.bench_with_input(BenchmarkId::new("hit", n), &paths, |b, paths| {
+            let mut k = 0;
+            b.iter(|| {
+                k = (k + 1) & 63;
+                black_box(policy.find(&Method::GET, black_box(&paths[k])).map(|m| m.route.scopes))
+            })
+        });
+    }
+    let policy = box_policy();
+    g.bench_function("box_policy/file_content", |b| {
+        b.iter(|| black_box(policy.find(&Method::GET, black_box("/2.0/files/123456/content")).map(|m| m.route.scopes)))
+    });
+    g.finish();
+}
+
+fn token(c: &mut Criterion) {
+    let keyring = keyring();
+    let policy = box_policy();
+    let now = unix_now();
+    let cl = claims(7, now);
+    let mut g = c.benchmark_group("token");
+    g.bench_function("seal", |b| b.iter(|| keyring.seal(black_box(&cl))));
+    let t = keyring.seal(&cl);
+    println!("minted token length: {} bytes", t.len());
+    // What a grant-cache miss does for a minted token, before the insert.
+    g.bench_function("verify_miss", |b| {
+        b.iter(|| {
+            let hash = Digest::of(black_box(t.as_bytes()));
+            let claims = keyring.open(black_box(&t)).unwrap();
+            Grant::from_claims(claims, hash, &policy.scopes).unwrap()
+        })
+    });
+    // The same through Grants::resolve with a cold cache entry each time
+    // (adds the moka insert; capacity large enough that nothing is evicted).
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let tokens: Vec<String> = (0..200_000u64).map(|i| keyring.seal(&claims(i, now))).collect();
+    let grants = Grants::new(Arc::new(keyring), ExternalTokens::Reject, None, 1_000_000);
+    let mut next = 0usize;
+    g.bench_function("resolve_miss_with_insert", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    if next == tokens.len() {
+                        // Start over with an empty cache (not timed).
+                        grants.forget_all();
+                        next = 0;
+                    }
+                    let t = &tokens[next];
+                    next += 1;
+                    let start = Instant::now();
+                    let (_, hit) = grants.resolve(t, &policy.scopes, now).await.unwrap();
+                    total += start.elapsed();
+                    debug_assert!(!hit);
+                }
+                total
+            })
+        })
+    });
+    g.finish();
+}
+
+fn revocation(c: &mut Criterion) {
+    let now = unix_now();
+    let state = RevocationState::new();
+    const N: u64 = 1_000_000;
+    for i in 0..N {
+        state.apply(&token_event(digest_of_index(i), now));
+    }
+    assert_eq!(state.len(), N as usize);
+    let fam = Digest::of(PARENT.as_bytes());
+    let present: Vec<Digest> = (0..1024).map(|k| digest_of_index(k * 977)).collect();
+    let absent: Vec<Digest> = (0..1024).map(|k| digest_of_index(N + k)).collect();
+    let mut g = c.benchmark_group("revocation_1M");
+    g.bench_function("is_revoked/present", |b| {
+        let mut k = 0;
+        b.iter(|| {
+            k = (k + 1) & 1023;
+            assert!(state.is_revoked(black_box(&present[k]), &fam, Some("11446498"), Some(now)))
+        })
+    });
+    g.bench_function("is_revoked/absent", |b| {
+        let mut k = 0;
+        b.iter(|| {
+            k = (k + 1) & 1023;
+            assert!(!state.is_revoked(black_box(&absent[k]), &fam, Some("11446498"), Some(now)))
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
+    targets = decision, route_match, token, revocation
+}
+criterion_main!(benches);

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Summarises benches/load/run.sh output: medians per variant and target, and
+paired (same-round) ratios, whose median is less sensitive to a noisy machine
+than a ratio of medians."""
+import csv
+import sys
+from collections import defaultdict
+from statistics import median
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return median(xs) if xs else None
+
+
+def fmt(x, nd=0):
+    return "-" if x is None else f"{x:,.{nd}f}"
+
+
+runs = rows(sys.argv[1])
+by = defaultdict(list)
+for r in runs:
+    by[(r["variant"], r["target"])].append(r)
+
+print("Closed loop (wrk, -t1 -c64): medians over rounds")
+print(f"{'variant':<8} {'target':<10} {'req/s':>9} {'cpu us/req':>10} {'p50 us':>7} {'p99 us':>7} {'non-2xx/run':>11}")
+variants = []
+for r in runs:
+    if r["variant"] not in variants:
+        variants.append(r["variant"])
+for v in variants:
+    for t in ("direct", "nginx", "scopegate"):
+        rs = by[(v, t)]
+        if not rs:
+            continue
+        print(
+            f"{v:<8} {t:<10} {fmt(med(num(r['rps']) for r in rs)):>9} {fmt(med(num(r['cpu_us_per_req']) for r in rs), 2):>10} "
+            f"{fmt(med(num(r['p50_us']) for r in rs)):>7} {fmt(med(num(r['p99_us']) for r in rs)):>7} "
+            f"{fmt(med(num(r['non2xx']) for r in rs)):>11}"
+        )
+print()
+print("Paired ratios (median over rounds of the same-round ratio)")
+print(f"{'variant':<8} {'sg/nginx req/s':>14} {'sg/direct req/s':>15} {'sg/nginx cpu/req':>16} {'rounds':>6}")
+for v in variants:
+    rounds = defaultdict(dict)
+    for r in runs:
+        if r["variant"] == v:
+            rounds[r["round"]][r["target"]] = r
+    a, b, c = [], [], []
+    for rd in rounds.values():
+        if {"nginx", "scopegate", "direct"} <= rd.keys():
+            sg, ng, di = rd["scopegate"], rd["nginx"], rd["direct"]
+            a.append(num(sg["rps"]) / num(ng["rps"]))
+            b.append(num(sg["rps"]) / num(di["rps"]))
+            if num(sg["cpu_us_per_req"]) and num(ng["cpu_us_per_req"]):
+                c.append(num(sg["cpu_us_per_req"]) / num(ng["cpu_us_per_req"]))
+    print(f"{v:<8} {fmt(med(a), 3):>14} {fmt(med(b), 3):>15} {fmt(med(c), 3):>16} {len(a):>6}")
+
+if len(sys.argv) > 2:
+    ol = rows(sys.argv[2])
+    if ol:
+        print()
+        print("Fixed rate (open loop, benches/load/loadgen.rs): medians over rounds, latency from the due time")
+        print(f"{'load':<5} {'target':<10} {'rate':>7} {'achieved':>8} {'p50 us':>7} {'p99 us':>7} {'p99.9 us':>8} {'max us':>7} {'cpu us/req':>10} {'errors':>6}")
+        g = defaultdict(list)
+        for r in ol:
+            g[(r["load"], r["target"])].append(r)
+        for load in dict.fromkeys(r["load"] for r in ol):
+            for t in ("direct", "nginx", "scopegate"):
+                rs = g[(load, t)]
+                if not rs:
+                    continue
+                print(
+                    f"{load:<5} {t:<10} {fmt(num(rs[0]['rate'])):>7} {fmt(med(num(r['achieved_rps']) for r in rs)):>8} "
+                    f"{fmt(med(num(r['p50_us']) for r in rs)):>7} {fmt(med(num(r['p99_us']) for r in rs)):>7} "
+                    f"{fmt(med(num(r['p999_us']) for r in rs)):>8} {fmt(med(num(r['max_us']) for r in rs)):>7} "
+                    f"{fmt(med(num(r['cpu_us_per_req']) for r in rs), 2):>10} {fmt(med(num(r['errors']) for r in rs)):>6}"
+                )
+            sg = med(num(r["p99_us"]) for r in g[(load, "scopegate")])
+            ng = med(num(r["p99_us"]) for r in g[(load, "nginx")])
+            if sg is not None and ng is not None:
+                verdict = "met" if sg <= ng + 100 else "MISSED"
+                print(f"{load:<5} p99 scopegate - nginx = {sg - ng:+.0f} us (target <= +100 us: {verdict})")
