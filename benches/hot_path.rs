@@ -52,7 +52,9 @@ fn digest_of_index(i: u64) -> Digest {
 }
 
 fn decision(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let policy = box_policy();
     let keyring = Arc::new(keyring());
     let now = unix_now();
@@ -63,7 +65,12 @@ fn decision(c: &mut Criterion) {
     }
     // 1000 distinct tokens, all cached, each restricted to its own file.
     let tokens: Vec<(String, String)> = (0..1000u64)
-        .map(|i| (keyring.seal(&claims(i, now)), format!("/2.0/files/{}/content", 100_000 + i)))
+        .map(|i| {
+            (
+                keyring.seal(&claims(i, now)),
+                format!("/2.0/files/{}/content", 100_000 + i),
+            )
+        })
         .collect();
     rt.block_on(async {
         for (t, _) in &tokens {
@@ -81,9 +88,17 @@ fn decision(c: &mut Criterion) {
                     let (token, path) = &tokens[(n % 1000) as usize];
                     let target = Target::parse_parts(black_box(path), None).unwrap();
                     let m = policy.find(&Method::GET, target.path()).unwrap();
-                    let (grant, hit) = grants.resolve(black_box(token), &policy.scopes, now).await.unwrap();
+                    let (grant, hit) = grants
+                        .resolve(black_box(token), &policy.scopes, now)
+                        .await
+                        .unwrap();
                     debug_assert!(hit);
-                    assert!(!revocations.is_revoked(grant.token_hash(), grant.family(), grant.subject(), grant.iat()));
+                    assert!(!revocations.is_revoked(
+                        grant.token_hash(),
+                        grant.family(),
+                        grant.subject(),
+                        grant.iat()
+                    ));
                     assert!(grant.scopes().intersects(m.route.scopes));
                     let named = Item {
                         kind: ItemKind::File,
@@ -107,7 +122,12 @@ fn decision(c: &mut Criterion) {
                 let start = Instant::now();
                 for n in 0..iters {
                     let (token, _) = &tokens[(n % 1000) as usize];
-                    black_box(grants.resolve(black_box(token), &policy.scopes, now).await.unwrap());
+                    black_box(
+                        grants
+                            .resolve(black_box(token), &policy.scopes, now)
+                            .await
+                            .unwrap(),
+                    );
                 }
                 start.elapsed()
             })
@@ -142,13 +162,23 @@ fn route_match(c: &mut Criterion) {
             let mut k = 0;
             b.iter(|| {
                 k = (k + 1) & 63;
-                black_box(policy.find(&Method::GET, black_box(&paths[k])).map(|m| m.route.scopes))
+                black_box(
+                    policy
+                        .find(&Method::GET, black_box(&paths[k]))
+                        .map(|m| m.route.scopes),
+                )
             })
         });
     }
     let policy = box_policy();
     g.bench_function("box_policy/file_content", |b| {
-        b.iter(|| black_box(policy.find(&Method::GET, black_box("/2.0/files/123456/content")).map(|m| m.route.scopes)))
+        b.iter(|| {
+            black_box(
+                policy
+                    .find(&Method::GET, black_box("/2.0/files/123456/content"))
+                    .map(|m| m.route.scopes),
+            )
+        })
     });
     g.finish();
 }
@@ -172,8 +202,12 @@ fn token(c: &mut Criterion) {
     });
     // The same through Grants::resolve with a cold cache entry each time
     // (adds the moka insert; capacity large enough that nothing is evicted).
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let tokens: Vec<String> = (0..200_000u64).map(|i| keyring.seal(&claims(i, now))).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let tokens: Vec<String> = (0..200_000u64)
+        .map(|i| keyring.seal(&claims(i, now)))
+        .collect();
     let grants = Grants::new(Arc::new(keyring), ExternalTokens::Reject, None, 1_000_000);
     let mut next = 0usize;
     g.bench_function("resolve_miss_with_insert", |b| {

@@ -68,7 +68,11 @@ fn live() -> isize {
 
 fn rss_bytes() -> isize {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: isize = s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: isize = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -77,7 +81,11 @@ const N: u64 = 1_000_000;
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing
     // useful either way: run with a small N under test to stay quick.
-    let n = if std::env::args().any(|a| a == "--bench") { N } else { 10_000 };
+    let n = if std::env::args().any(|a| a == "--bench") {
+        N
+    } else {
+        10_000
+    };
     let now = unix_now();
 
     // ---- revocation entries ----
@@ -103,12 +111,15 @@ fn main() {
     drop(state);
 
     // ---- cached grants ----
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let keyring = Arc::new(keyring());
     let policy = box_policy();
     let grants = Grants::new(keyring.clone(), ExternalTokens::Reject, None, 2 * N);
     // Warm the cache's lazily built parts with one entry, then start counting.
-    rt.block_on(grants.resolve(&keyring.seal(&claims(u64::MAX, now)), &policy.scopes, now)).unwrap();
+    rt.block_on(grants.resolve(&keyring.seal(&claims(u64::MAX, now)), &policy.scopes, now))
+        .unwrap();
     let (h0, r0) = (live(), rss_bytes());
     rt.block_on(async {
         for i in 0..n {

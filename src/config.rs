@@ -691,8 +691,17 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         limits: Limits {
             header_bytes: raw.limits.header_bytes.unwrap_or(64 * 1024).max(8192),
             headers: raw.limits.headers.unwrap_or(100).max(16),
-            token_bytes: raw.limits.token_bytes.unwrap_or(4096).clamp(64, crate::token::MAX_TOKEN_LEN),
-            header_timeout: dur(&mut p, "limits.header_timeout", raw.limits.header_timeout.as_ref(), Duration::from_secs(10)),
+            token_bytes: raw
+                .limits
+                .token_bytes
+                .unwrap_or(4096)
+                .clamp(64, crate::token::MAX_TOKEN_LEN),
+            header_timeout: dur(
+                &mut p,
+                "limits.header_timeout",
+                raw.limits.header_timeout.as_ref(),
+                Duration::from_secs(10),
+            ),
             connections: raw.limits.connections.unwrap_or(10_000).max(1),
             h2_streams: raw.limits.h2_streams.unwrap_or(128).max(1),
         },

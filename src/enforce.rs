@@ -94,7 +94,11 @@ pub async fn decide(
         return (None, Err(r));
     }
     // hyper's read buffer bounds the head only roughly; this is the exact limit.
-    let head_bytes: usize = parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let head_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
     if head_bytes + parts.uri.to_string().len() > gw.config.limits.header_bytes {
         return (None, Err(Rejection::HeadersTooLarge));
     }

@@ -107,7 +107,9 @@ impl Rejection {
             Rejection::TooLarge => {
                 "The request body is larger than the gateway accepts here".into()
             }
-            Rejection::HeadersTooLarge => "The request headers are larger than the gateway accepts".into(),
+            Rejection::HeadersTooLarge => {
+                "The request headers are larger than the gateway accepts".into()
+            }
             Rejection::Unavailable(why) => format!("The gateway cannot decide right now: {why}"),
             Rejection::BadGateway => "The upstream API could not be reached".into(),
             Rejection::GatewayTimeout => "The upstream API did not answer in time".into(),

@@ -78,7 +78,11 @@ impl RequestIds {
 
     fn next(&self) -> String {
         // splitmix64's finaliser: a bijection, so distinct counters give distinct ids.
-        let mut z = self.key.wrapping_add(self.next.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut z = self.key.wrapping_add(
+            self.next
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;

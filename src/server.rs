@@ -213,23 +213,31 @@ pub async fn run(
                 None => {
                     // A client that connects and sends nothing is dropped
                     // after the header timeout, like one that dribbles.
-                    let Ok(Some(is_h2)) = tokio::time::timeout(handshake_timeout, sniff_h2(&stream)).await else {
+                    let Ok(Some(is_h2)) =
+                        tokio::time::timeout(handshake_timeout, sniff_h2(&stream)).await
+                    else {
                         return;
                     };
                     let info = ConnInfo { peer, tls: false };
                     let b = if is_h2 { h2 } else { h1 };
-                    let conn = b.serve_connection(TokioIo::new(stream), service(gw, info)).into_owned();
+                    let conn = b
+                        .serve_connection(TokioIo::new(stream), service(gw, info))
+                        .into_owned();
                     let _ = watcher.watch(conn).await;
                 }
                 Some(acc) => {
-                    let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acc.accept(stream)).await else {
+                    let Ok(Ok(tls)) =
+                        tokio::time::timeout(handshake_timeout, acc.accept(stream)).await
+                    else {
                         return;
                     };
                     // ALPN decides; nothing is read before hyper's own timers run.
                     let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let info = ConnInfo { peer, tls: true };
                     let b = if is_h2 { h2 } else { h1 };
-                    let conn = b.serve_connection(TokioIo::new(tls), service(gw, info)).into_owned();
+                    let conn = b
+                        .serve_connection(TokioIo::new(tls), service(gw, info))
+                        .into_owned();
                     let _ = watcher.watch(conn).await;
                 }
             }

@@ -43,7 +43,8 @@ async fn a_client_sending_headers_one_byte_at_a_time_is_cut_off() {
     let h = Harness::start_with(limits("")).await;
     let t = h.mint("item_read", None).await;
     let mut s = TcpStream::connect(h.addr).await.unwrap();
-    let head = format!("GET /2.0/folders/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\r\n");
+    let head =
+        format!("GET /2.0/folders/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\r\n");
     let start = Instant::now();
     let mut cut = false;
     for b in head.as_bytes() {
@@ -57,10 +58,20 @@ async fn a_client_sending_headers_one_byte_at_a_time_is_cut_off() {
         }
     }
     let (answer, closed) = read_to_close(&mut s, Duration::from_secs(3)).await;
-    assert!(cut || closed.is_some(), "the dribbling connection was not closed");
+    assert!(
+        cut || closed.is_some(),
+        "the dribbling connection was not closed"
+    );
     let text = String::from_utf8_lossy(&answer);
-    assert!(!text.contains("200 OK"), "a dribbled request must not be served: {text}");
-    assert!(h.upstream_paths().iter().all(|p| !p.starts_with("/2.0/folders")));
+    assert!(
+        !text.contains("200 OK"),
+        "a dribbled request must not be served: {text}"
+    );
+    assert!(
+        h.upstream_paths()
+            .iter()
+            .all(|p| !p.starts_with("/2.0/folders"))
+    );
     still_serves(&h, &t).await;
     h.stop().await;
 }
@@ -85,16 +96,23 @@ async fn idle_connections_are_closed_after_the_header_timeout() {
     let mut s = TcpStream::connect(h.addr).await.unwrap();
     let (_, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
     let closed = closed.expect("an idle connection stayed open");
-    assert!(closed >= Duration::from_millis(900), "closed too early: {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(900),
+        "closed too early: {closed:?}"
+    );
 
     // Same for a keep-alive connection idle after one request.
     let t = h.mint("item_read", None).await;
     let mut s = TcpStream::connect(h.addr).await.unwrap();
-    let req = format!("GET /2.0/folders/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\r\n");
+    let req =
+        format!("GET /2.0/folders/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let (answer, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
-    assert!(closed.is_some(), "an idle keep-alive connection stayed open");
+    assert!(
+        closed.is_some(),
+        "an idle keep-alive connection stayed open"
+    );
     h.stop().await;
 }
 
@@ -117,21 +135,37 @@ async fn at_the_connection_limit_new_clients_wait_instead_of_failing() {
     // A fresh client: the harness's pooled connection already holds a slot.
     let r = send(&client(), req).await;
     assert_eq!(r.status, 200);
-    assert!(start.elapsed() >= Duration::from_millis(500), "served before any slot was free");
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "served before any slot was free"
+    );
     drop(idle);
     h.stop().await;
 }
 
 #[tokio::test]
 async fn oversized_heads_and_tokens_are_refused() {
-    let h = Harness::start_with(limits("header_bytes = 8192\nheaders = 20\ntoken_bytes = 2048\n")).await;
+    let h = Harness::start_with(limits(
+        "header_bytes = 8192\nheaders = 20\ntoken_bytes = 2048\n",
+    ))
+    .await;
     let t = h.mint("item_read", None).await;
     let big = "a".repeat(10_000);
-    let r = h.call(http::Method::GET, "/2.0/folders/0", Some(&t), &[("x-big", &big)], "").await;
+    let r = h
+        .call(
+            http::Method::GET,
+            "/2.0/folders/0",
+            Some(&t),
+            &[("x-big", &big)],
+            "",
+        )
+        .await;
     assert_eq!(r.status, 431);
     let many: Vec<(String, String)> = (0..30).map(|i| (format!("x-h{i}"), "v".into())).collect();
     let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let r = h.call(http::Method::GET, "/2.0/folders/0", Some(&t), &refs, "").await;
+    let r = h
+        .call(http::Method::GET, "/2.0/folders/0", Some(&t), &refs, "")
+        .await;
     assert_eq!(r.status, 431);
     let long = format!("sg1.t1.{}", "A".repeat(3000));
     let r = h.get("/2.0/folders/0", &long).await;

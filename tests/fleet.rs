@@ -369,20 +369,39 @@ async fn propagation_delay_across_two_replicas() {
         let start = std::time::Instant::now();
         assert_eq!(a.revoke(&t).await.status, 200);
         let accepted = start.elapsed();
-        while !b.gateway.revocations.is_revoked(&hash, &fam, None, Some(u64::MAX)) {
+        while !b
+            .gateway
+            .revocations
+            .is_revoked(&hash, &fam, None, Some(u64::MAX))
+        {
             tokio::task::yield_now().await;
             assert!(start.elapsed() < Duration::from_secs(5));
         }
         let applied = start.elapsed();
-        delays.push((applied.as_micros() as u64, applied.saturating_sub(accepted).as_micros() as u64));
+        delays.push((
+            applied.as_micros() as u64,
+            applied.saturating_sub(accepted).as_micros() as u64,
+        ));
     }
     let report = |name: &str, mut v: Vec<u64>| {
         v.sort_unstable();
         let p = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize];
-        println!("{name}, {} samples: p50 {} us, p99 {} us, max {} us", v.len(), p(0.50), p(0.99), v[v.len() - 1]);
+        println!(
+            "{name}, {} samples: p50 {} us, p99 {} us, max {} us",
+            v.len(),
+            p(0.50),
+            p(0.99),
+            v[v.len() - 1]
+        );
     };
-    report("revoke sent to A -> applied on B", delays.iter().map(|d| d.0).collect());
-    report("A's 200 received -> applied on B (0: B was first)", delays.iter().map(|d| d.1).collect());
+    report(
+        "revoke sent to A -> applied on B",
+        delays.iter().map(|d| d.0).collect(),
+    );
+    report(
+        "A's 200 received -> applied on B (0: B was first)",
+        delays.iter().map(|d| d.1).collect(),
+    );
     a.stop().await;
     b.stop().await;
 }

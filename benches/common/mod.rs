@@ -41,7 +41,8 @@ pub fn generated_policy_text(n: usize) -> String {
 }
 
 pub fn generated_policy(n: usize) -> Policy {
-    let p = Policy::from_toml(&generated_policy_text(n), Problems::new(Path::new("bench"))).unwrap_or_else(|p| panic!("{p}"));
+    let p = Policy::from_toml(&generated_policy_text(n), Problems::new(Path::new("bench")))
+        .unwrap_or_else(|p| panic!("{p}"));
     assert_eq!(p.routes().len(), n);
     p
 }

@@ -75,7 +75,9 @@ type Sender = http1::SendRequest<Full<Bytes>>;
 async fn connect(addr: SocketAddr) -> Sender {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).unwrap();
-    let (tx, conn) = http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (tx, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -90,7 +92,10 @@ async fn post_form(tx: &mut Sender, path: &str, form: String) -> (u16, Bytes) {
         .unwrap();
     let resp = tx.send_request(req).await.expect("request");
     let status = resp.status().as_u16();
-    (status, resp.into_body().collect().await.expect("body").to_bytes())
+    (
+        status,
+        resp.into_body().collect().await.expect("body").to_bytes(),
+    )
 }
 
 fn enc(s: &str) -> String {
@@ -101,7 +106,10 @@ fn read_tokens(path: &str) -> Vec<(String, String)> {
     std::fs::read_to_string(path)
         .expect("tokens file")
         .lines()
-        .filter_map(|l| l.split_once(' ').map(|(t, id)| (t.to_string(), id.to_string())))
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(t, id)| (t.to_string(), id.to_string()))
+        })
         .collect()
 }
 
@@ -115,7 +123,14 @@ fn path_for(route: usize, id: &str) -> String {
     }
 }
 
-async fn mint(addr: SocketAddr, parent: String, count: usize, first_id: u64, scope: String, conns: usize) {
+async fn mint(
+    addr: SocketAddr,
+    parent: String,
+    count: usize,
+    first_id: u64,
+    scope: String,
+    conns: usize,
+) {
     let mut tasks = Vec::new();
     for c in 0..conns {
         let (parent, scope) = (parent.clone(), scope.clone());
@@ -134,7 +149,12 @@ async fn mint(addr: SocketAddr, parent: String, count: usize, first_id: u64, sco
                     enc(&format!("https://api.box.com/2.0/files/{id}")),
                 );
                 let (status, body) = post_form(&mut tx, "/oauth2/token", form).await;
-                assert_eq!(status, 200, "exchange failed: {}", String::from_utf8_lossy(&body));
+                assert_eq!(
+                    status,
+                    200,
+                    "exchange failed: {}",
+                    String::from_utf8_lossy(&body)
+                );
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 out.push((i, format!("{} {id}", v["access_token"].as_str().unwrap())));
                 i += conns;
@@ -245,7 +265,10 @@ async fn openloop(addr: SocketAddr, rate: f64, secs: f64, conns: usize, tokens: 
 
 fn main() {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         match cli.cmd {
             Cmd::Mint {
