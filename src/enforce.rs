@@ -24,6 +24,7 @@ use crate::gateway::Gateway;
 use crate::grant::{Forward, Grant, Item};
 use crate::policy::{ItemKind, ObjectRule, Route};
 use crate::proxy::{Permit, REWRITING};
+use crate::scope::{ScopeSet, ScopeTable};
 use crate::target::Target;
 use serde_json::Value;
 
@@ -152,6 +153,11 @@ pub async fn decide(
                 "As-User and BoxApi headers are not accepted with a downscoped token",
             ));
         }
+        if grant.is_minted()
+            && let Some(q) = target.query()
+        {
+            check_fields(&policy.scopes, grant.scopes(), q)?;
+        }
         let body = check_object(gw, r, &grant, |i| m.param(i), &parts.headers, body).await?;
         Ok(Allowed {
             permit: Permit::new(r.name.clone(), target.clone(), grant.forward()),
@@ -162,6 +168,41 @@ pub async fn decide(
     }
     .await;
     (route_name, result)
+}
+
+/// `?fields=` values that hand out more than the route's scope: a token-less
+/// preview URL, representation URLs, an existing shared link, a direct
+/// download URL. A downscoped token may ask for one only when it holds the
+/// scope that capability needs (Box answers as the parent, so the gateway
+/// is the only check).
+const FIELD_SCOPES: &[(&str, &str)] = &[
+    ("expiring_embed_link", "item_preview"),
+    ("representations", "item_preview"),
+    ("shared_link", "item_share"),
+    ("download_url", "item_download"),
+];
+
+fn check_fields(table: &ScopeTable, held: ScopeSet, query: &str) -> Result<(), Rejection> {
+    if !query.contains("fields") {
+        return Ok(());
+    }
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k != "fields" {
+            continue;
+        }
+        for field in v.split(',').map(str::trim) {
+            for (name, scope) in FIELD_SCOPES {
+                if field.eq_ignore_ascii_case(name) {
+                    // A policy without that scope: nobody may ask (fail closed).
+                    let ok = table.exact([*scope]).is_ok_and(|s| held.intersects(s));
+                    if !ok {
+                        return Err(Rejection::InsufficientScope { needed: (*scope).to_string() });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn target_reason(e: crate::target::TargetError) -> &'static str {
@@ -399,6 +440,20 @@ mod tests {
             bearer(&headers(&[("authorization", "Bearer ")])),
             Err(Rejection::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn fields_that_widen_a_token_need_their_scope() {
+        let t = ScopeTable::new(&[], &[]).unwrap();
+        let read = t.exact(["item_read"]).unwrap();
+        let preview = t.exact(["item_read", "item_preview"]).unwrap();
+        assert!(check_fields(&t, read, "fields=name,size").is_ok());
+        assert!(check_fields(&t, read, "fields=name,expiring_embed_link").is_err());
+        assert!(check_fields(&t, read, "fields=Expiring_Embed_Link").is_err());
+        assert!(check_fields(&t, read, "fields=name%2Cexpiring_embed_link").is_err());
+        assert!(check_fields(&t, preview, "fields=name,expiring_embed_link").is_ok());
+        assert!(check_fields(&t, preview, "limit=5&fields=shared_link").is_err());
+        assert!(check_fields(&t, read, "x=fields").is_ok());
     }
 
     #[test]
