@@ -196,7 +196,9 @@ fn check_fields(table: &ScopeTable, held: ScopeSet, query: &str) -> Result<(), R
                     // A policy without that scope: nobody may ask (fail closed).
                     let ok = table.exact([*scope]).is_ok_and(|s| held.intersects(s));
                     if !ok {
-                        return Err(Rejection::InsufficientScope { needed: (*scope).to_string() });
+                        return Err(Rejection::InsufficientScope {
+                            needed: (*scope).to_string(),
+                        });
                     }
                 }
             }

@@ -847,15 +847,34 @@ async fn refusals_never_contain_the_minted_token_or_the_parent() {
 async fn fields_that_widen_a_downscoped_token_are_refused() {
     let h = Harness::start().await;
     let read = h.mint("item_read", Some("/2.0/files/1001")).await;
-    let preview = h.mint("item_read item_preview", Some("/2.0/files/1001")).await;
+    let preview = h
+        .mint("item_read item_preview", Some("/2.0/files/1001"))
+        .await;
     h.api.clear_recorded();
-    for q in ["fields=name,expiring_embed_link", "fields=shared_link", "fields=representations"] {
+    for q in [
+        "fields=name,expiring_embed_link",
+        "fields=shared_link",
+        "fields=representations",
+    ] {
         let r = h.get(&format!("/2.0/files/1001?{q}"), &read).await;
         assert_eq!(r.status, 403, "{q}");
-        assert!(r.header("www-authenticate").contains("insufficient_scope"), "{q}");
+        assert!(
+            r.header("www-authenticate").contains("insufficient_scope"),
+            "{q}"
+        );
     }
     assert!(h.upstream_paths().is_empty(), "{:?}", h.upstream_paths());
-    assert_eq!(h.get("/2.0/files/1001?fields=name,size", &read).await.status, 200);
-    assert_eq!(h.get("/2.0/files/1001?fields=expiring_embed_link", &preview).await.status, 200);
+    assert_eq!(
+        h.get("/2.0/files/1001?fields=name,size", &read)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        h.get("/2.0/files/1001?fields=expiring_embed_link", &preview)
+            .await
+            .status,
+        200
+    );
     h.stop().await;
 }

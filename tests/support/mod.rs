@@ -69,6 +69,25 @@ pub struct Opts {
     pub listen: String,
 }
 
+/// The form of a token exchange in Box's wire format; `resource` is a path
+/// such as `/2.0/files/1001` (sent as a full api.box.com URL).
+pub fn exchange_form(
+    parent: &str,
+    scope: &str,
+    resource: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut pairs = vec![
+        ("grant_type", EXCHANGE.to_string()),
+        ("subject_token", parent.to_string()),
+        ("subject_token_type", ACCESS.to_string()),
+        ("scope", scope.to_string()),
+    ];
+    if let Some(r) = resource {
+        pairs.push(("resource", format!("https://api.box.com{r}")));
+    }
+    pairs
+}
+
 /// A recorded answer.
 #[derive(Debug)]
 pub struct Resp {
@@ -192,49 +211,7 @@ impl Harness {
     }
 
     pub async fn start_with(opts: Opts) -> Harness {
-        let (api, api_addr, api_stop) = match opts.upstream {
-            Some(addr) => (SampleApi::new(PARENT), addr, None),
-            None => {
-                let (a, addr, stop) = start_api().await;
-                (a, addr, Some(stop))
-            }
-        };
-        let dir = opts.dir.clone().unwrap_or_else(|| temp_dir("gw"));
-        let path = write_config(&dir, api_addr, &opts);
-        let loaded = scopegate::app::load(&path).unwrap_or_else(|p| panic!("{p}"));
-        let tls = loaded.tls.clone();
-        let gateway = scopegate::app::build(loaded, scopegate::metrics::Metrics::new()).unwrap();
-        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = public.local_addr().unwrap();
-        let admin_addr = admin.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let gw = gateway.clone();
-        let task = tokio::spawn(async move {
-            scopegate::server::run(
-                gw,
-                public,
-                admin,
-                tls,
-                async move {
-                    let _ = rx.await;
-                },
-                Duration::from_secs(5),
-            )
-            .await
-        });
-        Harness {
-            addr,
-            admin: admin_addr,
-            api,
-            api_addr,
-            dir,
-            gateway,
-            client: client(),
-            stop: Some(tx),
-            api_stop,
-            task: Some(task),
-        }
+        Harness::start_edited(opts, |text| text).await
     }
 
     /// Stops the gateway (drains) and the sample API.
@@ -302,17 +279,9 @@ impl Harness {
     }
 
     pub async fn exchange_as(&self, parent: &str, scope: &str, resource: Option<&str>) -> Resp {
-        let res = resource.map(|r| format!("https://api.box.com{r}"));
-        let mut pairs = vec![
-            ("grant_type", EXCHANGE),
-            ("subject_token", parent),
-            ("subject_token_type", ACCESS),
-            ("scope", scope),
-        ];
-        if let Some(r) = &res {
-            pairs.push(("resource", r));
-        }
-        self.post_form("/oauth2/token", &pairs).await
+        let pairs = exchange_form(parent, scope, resource);
+        let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.post_form("/oauth2/token", &refs).await
     }
 
     /// Mints a token or fails the test.
@@ -475,17 +444,9 @@ impl Proc {
     }
 
     pub async fn mint(&self, scope: &str, resource: Option<&str>) -> String {
-        let res = resource.map(|r| format!("https://api.box.com{r}"));
-        let mut pairs = vec![
-            ("grant_type", EXCHANGE),
-            ("subject_token", PARENT),
-            ("subject_token_type", ACCESS),
-            ("scope", scope),
-        ];
-        if let Some(r) = &res {
-            pairs.push(("resource", r));
-        }
-        let r = self.post_form("/oauth2/token", &pairs).await;
+        let pairs = exchange_form(PARENT, scope, resource);
+        let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = self.post_form("/oauth2/token", &refs).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         r.json()["access_token"].as_str().unwrap().to_string()
     }
@@ -573,6 +534,7 @@ impl Harness {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, edit(text)).unwrap();
         let loaded = scopegate::app::load(&path).unwrap_or_else(|p| panic!("{p}"));
+        let tls = loaded.tls.clone();
         let gateway = scopegate::app::build(loaded, scopegate::metrics::Metrics::new()).unwrap();
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -585,7 +547,7 @@ impl Harness {
                 gw,
                 public,
                 admin,
-                None,
+                tls,
                 async move {
                     let _ = rx.await;
                 },
