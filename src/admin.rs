@@ -113,7 +113,7 @@ async fn revocations(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
-    let ev = match event(gw, r) {
+    let ev = match event(gw, r).await {
         Ok(ev) => ev,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
@@ -137,7 +137,7 @@ async fn revocations(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn event(gw: &Gateway, r: Revoke) -> Result<Event, &'static str> {
+async fn event(gw: &Gateway, r: Revoke) -> Result<Event, &'static str> {
     let now = unix_now();
     // Longest any token this gateway accepts can live: minted tokens are
     // capped by max_expires_in, probed parents by parent.lifetime.
@@ -161,17 +161,17 @@ fn event(gw: &Gateway, r: Revoke) -> Result<Event, &'static str> {
     }
     let hex = |s: &str| Digest::from_hex(s).ok_or("a digest must be 32 hex digits");
     let (target, keep_until) = if let Some(t) = r.token {
-        let keep = gw
-            .grants
-            .keyring()
-            .open(&t)
-            .map(|c| c.exp)
-            .unwrap_or(horizon);
+        let minted_exp = gw.grants.keyring().open(&t).map(|c| c.exp).ok();
+        let keep = match minted_exp {
+            Some(exp) => exp,
+            None => gw.external_keep_until(&t, now).await,
+        };
         (Target::Token(Digest::of(t.as_bytes())), keep)
     } else if let Some(h) = r.token_hash {
         (Target::Token(hex(&h)?), horizon)
     } else if let Some(p) = r.parent_token {
-        (Target::Family(Digest::of(p.as_bytes())), horizon)
+        let keep = gw.external_keep_until(&p, now).await;
+        (Target::Family(Digest::of(p.as_bytes())), keep)
     } else if let Some(f) = r.family {
         (Target::Family(hex(&f)?), horizon)
     } else if let Some(s) = r.subject {

@@ -152,6 +152,26 @@ impl Gateway {
         self.grants.forget_all();
     }
 
+    /// How long a revocation must be kept for tokens this gateway did not
+    /// mint (a parent, or an external token): the longest life a minted
+    /// token or a probed parent can have, or the token's own `exp` if
+    /// introspection says it lives longer (best effort, bounded wait).
+    pub async fn external_keep_until(&self, token: &str, now: u64) -> u64 {
+        let horizon = now
+            + self
+                .config
+                .max_expires_in
+                .as_secs()
+                .max(self.config.parent_lifetime.as_secs());
+        let Some(i) = &self.introspector else {
+            return horizon;
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), i.introspect(token)).await {
+            Ok(Ok(Some(answer))) => answer.exp.map_or(horizon, |exp| exp.max(horizon)),
+            _ => horizon,
+        }
+    }
+
     /// Asks the reload watcher to reload every file now.
     pub fn request_reload(&self) {
         self.reload.notify_one();

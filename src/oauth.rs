@@ -457,11 +457,7 @@ async fn revoke_inner(gw: &Gateway, raw: &[u8]) -> Result<(), OAuthError> {
         // for as long as anything minted from it could live.
         Err(_) => (
             Target::Family(hash),
-            now + gw
-                .config
-                .max_expires_in
-                .as_secs()
-                .max(gw.config.parent_lifetime.as_secs()),
+            gw.external_keep_until(token, now).await,
         ),
     };
     if keep_until < now {

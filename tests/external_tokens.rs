@@ -326,14 +326,25 @@ async fn refusals_to_a_configured_origin_are_readable_by_the_page() {
 #[tokio::test]
 async fn unmatched_pass_forwards_external_tokens_only() {
     let h = Harness::start_edited(
-        Opts { tokens: "external = \"pass_through\"".into(), ..Default::default() },
-        |text| text.replace("file = \"policy.toml\"", "file = \"policy.toml\"\nunmatched = \"pass\""),
+        Opts {
+            tokens: "external = \"pass_through\"".into(),
+            ..Default::default()
+        },
+        |text| {
+            text.replace(
+                "file = \"policy.toml\"",
+                "file = \"policy.toml\"\nunmatched = \"pass\"",
+            )
+        },
     )
     .await;
     h.api.add_token("opaque-external-1", "1001");
     let r = h.get("/2.0/collections", "opaque-external-1").await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(h.upstream_paths().last().map(String::as_str), Some("/2.0/collections"));
+    assert_eq!(
+        h.upstream_paths().last().map(String::as_str),
+        Some("/2.0/collections")
+    );
     let t = h.mint("root_readwrite", None).await;
     h.api.clear_recorded();
     let r = h.get("/2.0/collections", &t).await;

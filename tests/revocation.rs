@@ -223,3 +223,37 @@ async fn compaction_drops_entries_once_their_tokens_expired() {
     assert_eq!(revs.log_size(), 0, "log was {grown} bytes");
     h.stop().await;
 }
+
+/// A revoked external token that lives longer than any minted token stays
+/// revoked until its own expiry, not just the gateway's usual horizon.
+#[tokio::test]
+async fn a_long_lived_external_token_stays_revoked_until_its_expiry() {
+    let now = scopegate::clock::unix_now();
+    let exp = now + 5 * 3600;
+    let (api, addr, stop) = start_api().await;
+    api.add_token("ext-long-1", "1001");
+    api.add_introspectable("ext-long-1", "item_read", "1001", now - 5, exp);
+    let h = Harness::start_with(Opts {
+        upstream: Some(addr),
+        tokens: "external = \"introspect\"".into(),
+        extra: format!("[introspection]\nurl = \"http://{addr}/oauth2/introspect\"\n"),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(h.revoke("ext-long-1").await.status, 200);
+    let kept: Vec<u64> = h
+        .gateway
+        .revocations
+        .state()
+        .snapshot()
+        .iter()
+        .map(|e| e.keep_until)
+        .collect();
+    assert_eq!(kept, vec![exp]);
+    // Compaction an hour and a half later (past the usual horizon) keeps it.
+    h.gateway.revocations.compact(now + 5400).await.unwrap();
+    assert_eq!(h.gateway.revocations.state().len(), 1);
+    assert_eq!(h.get("/2.0/folders/0", "ext-long-1").await.status, 401);
+    h.stop().await;
+    let _ = stop.send(());
+}
