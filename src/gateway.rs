@@ -245,7 +245,14 @@ impl Gateway {
         self.metrics.decision_seconds.observe(decided.as_secs_f64());
         let allowed = match decision {
             Ok(a) => a,
-            Err(rej) => return self.refuse(rej, &route, &method, rid, None, decided),
+            Err(rej) => {
+                // Refusals are correlated by the token's short hash too (never the token).
+                let token = crate::enforce::bearer(&parts.headers)
+                    .ok()
+                    .filter(|t| t.len() <= self.config.limits.token_bytes)
+                    .map(|t| crate::digest::Digest::of(t.as_bytes()).short());
+                return self.refuse(rej, &route, &method, rid, token.as_deref(), decided);
+            }
         };
         if allowed.cache_hit {
             self.metrics.grant_cache_hits.inc();
