@@ -121,6 +121,7 @@ struct RawListen {
     admin: Option<String>,
     drain: Option<String>,
     reload_poll: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +321,10 @@ pub struct Config {
     /// How often the TLS, policy and keyring files are checked for changes;
     /// default 2 s (SIGHUP reloads at once).
     pub reload_poll: Duration,
+    /// How clients reach the gateway (`https://box-gw.example.com`); used
+    /// to point upload preflight answers at it. Default: the scheme and
+    /// `Host` of each request.
+    pub public_url: Option<Uri>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub upstream: Upstream,
     pub keyring: PathBuf,
@@ -639,7 +644,13 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
             None
         }
     };
+    let public_url = raw
+        .listen
+        .public_url
+        .as_deref()
+        .map(|s| base_uri(&mut p, "listen.public_url", s));
     let config = Config {
+        public_url,
         source: path.to_path_buf(),
         stream,
         public,

@@ -159,8 +159,10 @@ pub async fn decide(
             check_fields(&policy.scopes, grant.scopes(), q)?;
         }
         let body = check_object(gw, r, &grant, |i| m.param(i), &parts.headers, body).await?;
+        let mut permit = Permit::new(r.name.clone(), target.clone(), grant.forward());
+        permit.rewrite_upload_url = r.rewrite_upload_url;
         Ok(Allowed {
-            permit: Permit::new(r.name.clone(), target.clone(), grant.forward()),
+            permit,
             body,
             grant,
             cache_hit,

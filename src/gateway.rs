@@ -272,6 +272,7 @@ impl Gateway {
             peer: conn.peer,
             tls: conn.tls,
             request_id: rid_value,
+            public_url: self.config.public_url.as_ref(),
         };
         match crate::proxy::forward(
             &self.client,

@@ -76,6 +76,9 @@ pub struct Route {
     pub object: ObjectRule,
     /// A dotted JSON body field naming a destination folder (moves, copies).
     pub destination: Option<Vec<String>>,
+    /// The answer's `upload_url` is rewritten to point at the gateway
+    /// (Box's upload preflight names its own upload host otherwise).
+    pub rewrite_upload_url: bool,
 }
 
 /// A matched route with its path parameters.
@@ -135,6 +138,7 @@ struct RawRoute {
     object: String,
     restricted: Option<String>,
     destination: Option<String>,
+    response: Option<String>,
 }
 
 impl Policy {
@@ -213,13 +217,10 @@ impl Policy {
         }
         let method = Method::from_bytes(r.method.as_bytes())
             .ok()
-            .filter(|m| r.method.bytes().all(|b| b.is_ascii_uppercase()) && *m != Method::OPTIONS)
+            .filter(|_| r.method.bytes().all(|b| b.is_ascii_uppercase()))
             .ok_or((
                 "method",
-                format!(
-                    "`{}` is not an upper-case HTTP method (OPTIONS is answered by CORS)",
-                    r.method
-                ),
+                format!("`{}` is not an upper-case HTTP method", r.method),
             ))?;
         let params = template_params(&r.path).map_err(|m| ("path", m))?;
         if r.scopes.is_empty() {
@@ -259,6 +260,11 @@ impl Policy {
             scope_names: r.scopes.join(" "),
             object,
             destination,
+            rewrite_upload_url: match r.response.as_deref() {
+                None => false,
+                Some("upload_url") => true,
+                Some(o) => return Err(("response", format!("`{o}` must be \"upload_url\""))),
+            },
         })
     }
 

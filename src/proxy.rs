@@ -27,6 +27,8 @@ pub struct Permit {
     pub(crate) route: Arc<str>,
     pub(crate) target: Target,
     pub(crate) authorization: Option<HeaderValue>,
+    /// Point the answer's `upload_url` at the gateway (upload preflight).
+    pub(crate) rewrite_upload_url: bool,
 }
 
 impl Permit {
@@ -34,6 +36,7 @@ impl Permit {
         Permit {
             route,
             target,
+            rewrite_upload_url: false,
             authorization: match forward {
                 Forward::Parent(v) => Some(v.clone()),
                 Forward::AsIs => None,
@@ -105,6 +108,8 @@ pub struct ClientSide<'a> {
     pub peer: SocketAddr,
     pub tls: bool,
     pub request_id: &'a HeaderValue,
+    /// `[listen] public_url`: how clients reach the gateway.
+    pub public_url: Option<&'a Uri>,
 }
 
 /// Sends the permitted request to the upstream and streams the answer back.
@@ -142,8 +147,8 @@ pub async fn forward(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if side.tls { "https" } else { "http" }),
     );
-    if let Some(host) = original_host {
-        h.insert(HeaderName::from_static("x-forwarded-host"), host);
+    if let Some(host) = &original_host {
+        h.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
     }
     h.insert(
         HeaderName::from_static("x-request-id"),
@@ -183,12 +188,61 @@ pub async fn forward(
     };
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
+    if permit.rewrite_upload_url && rparts.status.is_success() {
+        // The client reaches the gateway at the configured public URL, or
+        // at the scheme and Host it used for this request.
+        let base = match (
+            side.public_url,
+            original_host.as_ref().and_then(|h| h.to_str().ok()),
+        ) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(host)) => format!("{}://{host}", if side.tls { "https" } else { "http" })
+                .parse()
+                .ok(),
+            (None, None) => None,
+        };
+        let bytes = body::read_limited(rbody, 64 * 1024)
+            .await
+            .map_err(|_| Rejection::BadGateway)?;
+        let out = base
+            .and_then(|b| rewrite_upload_url(&bytes, &b))
+            .unwrap_or(bytes);
+        rparts.headers.remove(header::CONTENT_LENGTH);
+        return Ok(Response::from_parts(rparts, body::full(out)));
+    }
     Ok(Response::from_parts(rparts, body::boxed(rbody)))
+}
+
+/// `upload_url` of a JSON answer with its scheme and authority replaced by
+/// `base`'s; `None` when there is nothing to rewrite.
+fn rewrite_upload_url(json: &[u8], base: &Uri) -> Option<bytes::Bytes> {
+    let mut v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let url: Uri = v.get("upload_url")?.as_str()?.parse().ok()?;
+    let pq = url.path_and_query()?.as_str();
+    let new = crate::upstream::join(base, pq).ok()?;
+    v["upload_url"] = serde_json::Value::String(new.to_string());
+    Some(bytes::Bytes::from(v.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_urls_point_at_the_gateway() {
+        let base: Uri = "https://gw.example.com".parse().unwrap();
+        let out = rewrite_upload_url(
+            br#"{"upload_url":"https://upload-las.app.box.com/api/2.0/files/content?upload_session_id=7","upload_token":null}"#,
+            &base,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["upload_url"],
+            "https://gw.example.com/api/2.0/files/content?upload_session_id=7"
+        );
+        assert!(rewrite_upload_url(br#"{"other":1}"#, &base).is_none());
+    }
 
     #[test]
     fn connection_named_headers_are_dropped() {

@@ -212,3 +212,45 @@ async fn a_hundred_concurrent_requests_make_one_ancestry_call() {
     let h = std::sync::Arc::try_unwrap(h).ok().unwrap();
     h.stop().await;
 }
+
+/// Box's upload preflight (the Uploader's first call) is checked like the
+/// upload, and its `upload_url` sends the bytes back through the gateway.
+#[tokio::test]
+async fn upload_preflight_is_checked_and_points_back_at_the_gateway() {
+    let h = Harness::start().await;
+    let t = h.mint("base_upload", Some("/2.0/folders/100")).await;
+    let ask = |parent: &str| {
+        format!("{{\"name\":\"pre.txt\",\"size\":5,\"parent\":{{\"id\":\"{parent}\"}}}}")
+    };
+    let r = h
+        .call(
+            Method::OPTIONS,
+            "/2.0/files/content",
+            Some(&t),
+            &[("content-type", "application/json")],
+            ask("111"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let url = r.json()["upload_url"].as_str().unwrap().to_string();
+    let prefix = format!("http://{}/api/2.0/files/content?", h.addr);
+    assert!(url.starts_with(&prefix), "{url}");
+    let r = h
+        .call(
+            Method::OPTIONS,
+            "/2.0/files/content",
+            Some(&t),
+            &[("content-type", "application/json")],
+            ask("200"),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // The upload to the rewritten URL passes the same checks.
+    let path = &url[url.find("/api/").unwrap()..];
+    let (ct, body) = upload_body("111");
+    let r = h
+        .call(Method::POST, path, Some(&t), &[("content-type", &ct)], body)
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    h.stop().await;
+}

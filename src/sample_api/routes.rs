@@ -84,6 +84,27 @@ pub(super) async fn route(st: &State, parts: &Parts, body: &mut CountedBody) -> 
             lock(&st.tree).delete(id, Kind::Folder, recursive)?;
             Ok(no_content())
         }
+        // Box's upload preflight: checks name and parent, then names the
+        // upload host to use (here: this server, from the Host header).
+        ("OPTIONS", ["2.0", "files", "content"]) => {
+            let (name, parent) = update_fields(&json_body(body).await?)?;
+            let (Some(_), Some(parent)) = (name, parent) else {
+                return Err(ApiError::bad_request(
+                    "bad_request",
+                    "name and parent.id are required",
+                ));
+            };
+            lock(&st.tree).get(&parent, Kind::Folder)?;
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            ok(json!({
+                "upload_url": format!("http://{host}/api/2.0/files/content?upload_session_id=preflight-1"),
+                "upload_token": null
+            }))
+        }
         ("POST", ["api", "2.0", "files", "content"]) => upload(st, parts, body, None).await,
         ("POST", ["api", "2.0", "files", id, "content"]) => upload(st, parts, body, Some(id)).await,
         // Any other route answers 2xx, so every route of a policy file can be
