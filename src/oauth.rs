@@ -209,7 +209,9 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
         jti: gw.grants.keyring().random_hex(16),
         fam: family,
     };
-    let access_token = gw.grants.keyring().seal(&claims);
+    let access_token = gw.grants.keyring().seal_checked(&claims).ok_or_else(|| {
+        OAuthError::invalid_grant("the subject token is too long to be downscoped")
+    })?;
     gw.metrics.tokens_minted.inc();
     let restricted_to: Vec<Value> = names
         .iter()
