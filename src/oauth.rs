@@ -209,7 +209,9 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
         jti: gw.grants.keyring().random_hex(16),
         fam: family,
     };
-    let access_token = gw.grants.keyring().seal(&claims);
+    let access_token = gw.grants.keyring().seal_checked(&claims).ok_or_else(|| {
+        OAuthError::invalid_grant("the subject token is too long to be downscoped")
+    })?;
     gw.metrics.tokens_minted.inc();
     let restricted_to: Vec<Value> = names
         .iter()
@@ -254,6 +256,38 @@ fn parse_resource(url: &str) -> Result<(ItemKind, String), OAuthError> {
         return Err(bad());
     }
     Ok((kind, id.to_string()))
+}
+
+/// Entry point for `fuzz/` (not an API): runs the strict form parser on
+/// arbitrary bytes, then the `resource` and `scope` handling of an exchange
+/// on what it found. Returns whether the form parsed.
+#[doc(hidden)]
+pub fn fuzz_form(bytes: &[u8]) -> bool {
+    let Ok(form) = Form::parse(bytes) else {
+        return false;
+    };
+    if let Some(r) = form.get("resource")
+        && let Ok((_, id)) = parse_resource(r)
+    {
+        assert!(
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        );
+    }
+    if let Some(s) = form.get("scope") {
+        for name in s.split(' ').filter(|s| !s.is_empty()) {
+            assert!(!name.contains(' '));
+        }
+    }
+    for k in ["grant_type", "subject_token", "subject_token_type", "token"] {
+        if let Ok(v) = form.require(k) {
+            assert!(!v.is_empty());
+        }
+    }
+    true
 }
 
 async fn validate_parent(gw: &Gateway, parent: &str, now: u64) -> Result<Parent, OAuthError> {

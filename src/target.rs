@@ -8,7 +8,8 @@
 //!
 //! - percent-escapes that decode to `/`, `\`, `.`, `%`, `;` or a control
 //!   byte (so `%2F`, `%5c`, `%2e`, and double encodings like `%252e`);
-//! - raw `\`, `;`, control bytes, non-ASCII bytes, `#` fragments;
+//! - raw `\`, `;`, control bytes, non-ASCII bytes, `#` fragments, and a
+//!   raw `?` in what is given as the path (it would start the query upstream);
 //! - `.` and `..` segments, empty segments (`//`) and a trailing slash;
 //! - escapes that decode to invalid UTF-8;
 //! - absolute-form targets (`http://host/...`): the gateway is an origin
@@ -16,8 +17,8 @@
 //!
 //! Matching is case-sensitive, as Box's paths are. Other escapes are decoded
 //! and re-encoded in one canonical spelling (upper-case hex, unreserved
-//! characters never escaped), so `fil%65s` and `files` are the same path to
-//! both sides.
+//! characters never escaped, other raw bytes always escaped), so `fil%65s`
+//! and `files`, or `a^b` and `a%5eb`, are the same path to both sides.
 
 use std::borrow::Cow;
 
@@ -42,7 +43,9 @@ pub enum TargetError {
     DotSegment,
     #[error("the path holds an encoded slash, backslash, dot, percent or semicolon")]
     EncodedDelimiter,
-    #[error("the path holds a backslash, semicolon, fragment, control or non-ASCII byte")]
+    #[error(
+        "the path holds a backslash, semicolon, question mark, fragment, control or non-ASCII byte"
+    )]
     ForbiddenByte,
     #[error("the path holds a malformed percent-escape")]
     BadEscape,
@@ -84,6 +87,11 @@ impl Target {
             return Err(TargetError::TooLong);
         }
         let path = canonical_path(path)?;
+        // Re-encoding can make the path longer (`^` becomes `%5E`); what is
+        // forwarded must itself be a target this function accepts.
+        if path.len() + query.map_or(0, str::len) > MAX_TARGET_LEN {
+            return Err(TargetError::TooLong);
+        }
         if let Some(q) = query
             && q.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'#')
         {
@@ -134,9 +142,11 @@ fn canonical_path(path: &str) -> Result<Cow<'_, str>, TargetError> {
         }
         for &b in seg.as_bytes() {
             match b {
-                b'%' => needs_rewrite = true,
-                b'\\' | b';' | b'#' => return Err(TargetError::ForbiddenByte),
+                b'\\' | b';' | b'#' | b'?' => return Err(TargetError::ForbiddenByte),
                 0..=0x20 | 0x7f..=0xff => return Err(TargetError::ForbiddenByte),
+                // `%`, and raw bytes the canonical form escapes (`^`, `|`,
+                // `"`, ...): one spelling only, whichever the client used.
+                _ if !is_plain(b) => needs_rewrite = true,
                 _ => {}
             }
         }
@@ -244,6 +254,22 @@ mod tests {
         assert_eq!(p("/a/%c3%a9").unwrap(), "/a/%C3%A9");
     }
 
+    /// Found by fuzz/ (target): raw `^` passed unchanged when the path held
+    /// no escape but became `%5E` when it did, so one path had two spellings
+    /// and the re-encoded form could outgrow `MAX_TARGET_LEN`.
+    #[test]
+    fn raw_bytes_the_canonical_form_escapes_are_escaped_too() {
+        assert_eq!(p("/a/b^c").unwrap(), "/a/b%5Ec");
+        assert_eq!(p("/a/b%5ec").unwrap(), "/a/b%5Ec");
+        assert_eq!(p("/a/b^c%41").unwrap(), "/a/b%5EcA");
+        assert_eq!(p("/a/{x}|\"`").unwrap(), "/a/%7Bx%7D%7C%22%60");
+        let long = format!("/{}%41", "^".repeat(MAX_TARGET_LEN - 4));
+        assert_eq!(p(&long), Err(TargetError::TooLong));
+        let fits = format!("/{}", "^".repeat(MAX_TARGET_LEN / 3 - 1));
+        let canonical = p(&fits).unwrap();
+        assert_eq!(p(&canonical), Ok(canonical.clone()));
+    }
+
     #[test]
     fn ambiguous_paths_are_refused() {
         use TargetError::*;
@@ -259,6 +285,11 @@ mod tests {
             ("/2.0/files/1/", EmptySegment),
             ("/2.0/files/1;x=2", ForbiddenByte),
             ("/2.0/files\\1", ForbiddenByte),
+            // Found by fuzz/ (target): a raw `?` in the path passed unchanged,
+            // so the gateway matched `/2.0/files/1?x=1` as one path while the
+            // upstream reads path `/2.0/files/1` and query `x=1`.
+            ("/2.0/files/1?x=1", ForbiddenByte),
+            ("/2.0/files/1%41?x", ForbiddenByte),
             ("/2.0/files/1%00", EncodedDelimiter),
             ("/2.0/files/1%c0%af", NotUtf8),
             ("/2.0/files/1%e0%80%ae", NotUtf8),

@@ -246,6 +246,14 @@ impl Keyring {
         format!("{aad}.{}", URL_SAFE_NO_PAD.encode(body))
     }
 
+    /// Seals claims, or `None` when the token would be longer than
+    /// [`MAX_TOKEN_LEN`] and so refused by [`Keyring::open`] (and by every
+    /// bearer check): the parent rides in the claims, JSON-escaped and then
+    /// base64-encoded, so a parent of some 6 KB already seals too long.
+    pub fn seal_checked(&self, claims: &Claims) -> Option<String> {
+        Some(self.seal(claims)).filter(|t| t.len() <= MAX_TOKEN_LEN)
+    }
+
     /// Opens a token. Any byte string gets an answer, never a panic.
     pub fn open(&self, token: &str) -> Result<Claims, TokenError> {
         let rest = token.strip_prefix(PREFIX).ok_or(TokenError::NotMinted)?;
@@ -361,6 +369,21 @@ mod tests {
         let t = k.seal(&claims());
         let moved = t.replacen("sg1.a.", "sg1.b.", 1);
         assert_eq!(k.open(&moved), Err(TokenError::Forged));
+    }
+
+    /// Found by fuzz/ (token): a long parent sealed into a token that
+    /// `open` refuses as too long, so the exchange handed out a token that
+    /// could never be used.
+    #[test]
+    fn tokens_too_long_to_open_are_not_sealed() {
+        let k = Keyring::generate("k1");
+        let mut c = claims();
+        c.p = "\"".repeat(4000); // Escaped in the JSON: 8000 bytes.
+        assert_eq!(k.open(&k.seal(&c)), Err(TokenError::Malformed));
+        assert_eq!(k.seal_checked(&c), None);
+        c.p = "a".repeat(MAX_TOKEN_LEN / 2);
+        let t = k.seal_checked(&c).expect("a 4 KB parent fits");
+        assert_eq!(k.open(&t).unwrap(), c);
     }
 
     #[test]
