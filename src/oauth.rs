@@ -209,9 +209,16 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
         jti: gw.grants.keyring().random_hex(16),
         fam: family,
     };
-    let access_token = gw.grants.keyring().seal_checked(&claims).ok_or_else(|| {
-        OAuthError::invalid_grant("the subject token is too long to be downscoped")
-    })?;
+    // A token longer than the bearer limit ([limits] token_bytes) would be
+    // refused on every request: refuse to mint it instead.
+    let access_token = gw
+        .grants
+        .keyring()
+        .seal_checked(&claims)
+        .filter(|t| t.len() <= gw.config.limits.token_bytes)
+        .ok_or_else(|| {
+            OAuthError::invalid_grant("the subject token is too long to be downscoped")
+        })?;
     gw.metrics.tokens_minted.inc();
     let restricted_to: Vec<Value> = names
         .iter()

@@ -351,3 +351,24 @@ async fn rotation_old_tokens_verify_after_a_new_primary() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A parent so long that the minted token would exceed the bearer limit is
+/// refused at exchange, never minted into a token that always fails.
+#[tokio::test]
+async fn parents_too_long_to_downscope_are_refused() {
+    let (api, addr, stop) = start_api().await;
+    let long = format!("long-parent-{}", "x".repeat(3500));
+    api.add_token(&long, "1001");
+    let h = Harness::start_with(Opts {
+        upstream: Some(addr),
+        ..Default::default()
+    })
+    .await;
+    let r = h.exchange_as(&long, "item_read", None).await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    h.stop().await;
+    let _ = stop.send(());
+}
