@@ -39,6 +39,18 @@ async fn replicas(
     (a, b, cfgs[0].clone(), cfgs[1].clone(), stop)
 }
 
+/// Removes a test's stream and epoch keys from the shared Redis.
+async fn drop_stream(url: &str, key: &str) {
+    let client = redis::Client::open(url).unwrap();
+    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+        let _: Result<i64, _> = redis::cmd("DEL")
+            .arg(key)
+            .arg(format!("{key}:epoch"))
+            .query_async(&mut c)
+            .await;
+    }
+}
+
 /// Polls until the token is refused (revocations travel asynchronously).
 async fn until_refused(p: &Proc, token: &str) -> Duration {
     let start = std::time::Instant::now();
@@ -72,6 +84,7 @@ async fn a_token_revoked_on_one_replica_is_refused_by_the_other() {
     let took = until_refused(&b, &t).await;
     eprintln!("propagated to the other replica in {took:?}");
     let _ = stop.send(());
+    drop_stream(&url, &key).await;
 }
 
 #[tokio::test]
@@ -91,6 +104,7 @@ async fn a_replica_down_during_the_revocation_refuses_it_once_ready() {
     // As soon as it reports ready, the history is applied.
     assert_eq!(b.get("/2.0/folders/0", &t).await.status, 401);
     let _ = stop.send(());
+    drop_stream(&url, &key).await;
     drop(a);
 }
 
@@ -404,4 +418,5 @@ async fn propagation_delay_across_two_replicas() {
     );
     a.stop().await;
     b.stop().await;
+    drop_stream(&url, &key).await;
 }
