@@ -166,8 +166,59 @@ impl Expiry<Digest, Resolved> for UntilExpiry {
     }
 }
 
-/// Turns bearer tokens into grants, with the cache in front.
+/// Verified grants of gateway-minted tokens, by token digest.
+///
+/// A plain sharded map rather than moka: a hit is one shard read lock and
+/// a hash probe, and an entry costs a key, an `Arc` and a generation (no
+/// per-entry eviction bookkeeping). Expiry is checked on every hit; size is
+/// bounded by sweeping expired entries, then dropping arbitrary ones, when
+/// the map is full. The generation makes `forget_all` exact even against a
+/// verification racing with it: an entry stored under an older generation
+/// is never served.
+struct MintedCache {
+    map: dashmap::DashMap<Digest, (Arc<Grant>, u64)>,
+    capacity: usize,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl MintedCache {
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn get(&self, hash: &Digest) -> Option<Arc<Grant>> {
+        let e = self.map.get(hash)?;
+        (e.1 == self.generation()).then(|| e.0.clone())
+    }
+
+    fn insert(&self, hash: Digest, grant: Arc<Grant>, generation: u64, now: u64) {
+        if self.map.len() >= self.capacity {
+            let current = self.generation();
+            self.map
+                .retain(|_, (g, gen_)| g.exp > now && *gen_ == current);
+            let excess = self.map.len().saturating_sub(self.capacity * 9 / 10);
+            if excess > 0 {
+                let victims: Vec<Digest> = self.map.iter().take(excess).map(|e| *e.key()).collect();
+                for k in victims {
+                    self.map.remove(&k);
+                }
+            }
+        }
+        self.map.insert(hash, (grant, generation));
+    }
+
+    fn clear(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.map.clear();
+    }
+}
+
+/// Turns bearer tokens into grants, with the caches in front.
 pub struct Grants {
+    minted: MintedCache,
+    /// External tokens (introspected or passed through): moka, whose
+    /// `try_get_with` makes concurrent misses for one token share one call.
     cache: moka::future::Cache<Digest, Resolved>,
     keyring: arc_swap::ArcSwap<Keyring>,
     external: ExternalTokens,
@@ -185,6 +236,11 @@ impl Grants {
         capacity: u64,
     ) -> Grants {
         Grants {
+            minted: MintedCache {
+                map: dashmap::DashMap::new(),
+                capacity: capacity.clamp(1, usize::MAX as u64) as usize,
+                generation: std::sync::atomic::AtomicU64::new(0),
+            },
             cache: moka::future::Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(UntilExpiry)
@@ -218,14 +274,17 @@ impl Grants {
             return Err(Rejection::InvalidToken("malformed"));
         }
         let hash = Digest::of(token.as_bytes());
-        if let Some(hit) = self.cache.get(&hash).await {
-            return match hit {
-                Resolved::Grant(g, _) if g.exp > now => Ok((g, true)),
-                Resolved::Grant(..) => Err(Rejection::InvalidToken("expired")),
-                Resolved::Inactive(_) => Err(Rejection::InvalidToken("not active")),
-            };
-        }
-        let resolved = if token.starts_with(token::PREFIX) {
+        if token.starts_with(token::PREFIX) {
+            if let Some(g) = self.minted.get(&hash) {
+                return if g.exp > now {
+                    Ok((g, true))
+                } else {
+                    self.minted.map.remove(&hash);
+                    Err(Rejection::InvalidToken("expired"))
+                };
+            }
+            // Read before verifying: a forget_all from here on wins.
+            let generation = self.minted.generation();
             let claims = self
                 .keyring
                 .load()
@@ -236,9 +295,18 @@ impl Grants {
             if g.exp <= now {
                 return Err(Rejection::InvalidToken("expired"));
             }
-            let until = g.exp;
-            Resolved::Grant(Arc::new(g), until)
-        } else {
+            let g = Arc::new(g);
+            self.minted.insert(hash, g.clone(), generation, now);
+            return Ok((g, false));
+        }
+        if let Some(hit) = self.cache.get(&hash).await {
+            return match hit {
+                Resolved::Grant(g, _) if g.exp > now => Ok((g, true)),
+                Resolved::Grant(..) => Err(Rejection::InvalidToken("expired")),
+                Resolved::Inactive(_) => Err(Rejection::InvalidToken("not active")),
+            };
+        }
+        let resolved = {
             match (self.external, &self.introspector) {
                 (ExternalTokens::Introspect, Some(i)) => {
                     // try_get_with: concurrent misses for one token share one call.
@@ -282,16 +350,73 @@ impl Grants {
 
     /// Drops one token's cached grant (after its revocation).
     pub async fn forget(&self, token_hash: &Digest) {
+        self.minted.map.remove(token_hash);
         self.cache.invalidate(token_hash).await;
     }
 
     /// Drops every cached grant (after a family, subject or cut-off
     /// revocation, or a policy reload that renumbers scopes).
     pub fn forget_all(&self) {
+        self.minted.clear();
         self.cache.invalidate_all();
     }
 
     pub fn cached_entries(&self) -> u64 {
-        self.cache.entry_count()
+        self.minted.map.len() as u64 + self.cache.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(capacity: usize) -> MintedCache {
+        MintedCache {
+            map: dashmap::DashMap::new(),
+            capacity,
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn grant(n: u8, exp: u64) -> (Digest, Arc<Grant>) {
+        let d = Digest::of(&[n]);
+        let mut g = Grant::pass_through(d, 0, Duration::from_secs(0));
+        g.exp = exp;
+        (d, Arc::new(g))
+    }
+
+    #[test]
+    fn an_entry_verified_before_forget_all_is_never_served() {
+        let c = cache(10);
+        let before = c.generation();
+        let (d, g) = grant(1, 100);
+        c.clear(); // a revocation or key rotation lands while verifying
+        c.insert(d, g, before, 0);
+        assert!(c.get(&d).is_none());
+        let (d2, g2) = grant(2, 100);
+        c.insert(d2, g2, c.generation(), 0);
+        assert!(c.get(&d2).is_some());
+    }
+
+    #[test]
+    fn the_map_stays_within_its_capacity_expired_first() {
+        let c = cache(10);
+        for n in 0..5 {
+            let (d, g) = grant(n, 10); // expires at 10
+            c.insert(d, g, 0, 0);
+        }
+        for n in 5..10 {
+            let (d, g) = grant(n, 1000);
+            c.insert(d, g, 0, 0);
+        }
+        // Full: the next insert at now=50 sweeps the five expired ones.
+        let (d, g) = grant(200, 1000);
+        c.insert(d, g, 0, 50);
+        assert_eq!(c.map.len(), 6);
+        for n in 0..100u8 {
+            let (d, g) = grant(n.wrapping_add(100), 1000);
+            c.insert(d, g, 0, 50);
+            assert!(c.map.len() <= 10);
+        }
     }
 }
