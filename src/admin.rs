@@ -139,13 +139,7 @@ async fn revocations(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
 
 async fn event(gw: &Gateway, r: Revoke) -> Result<Event, &'static str> {
     let now = unix_now();
-    // Longest any token this gateway accepts can live: minted tokens are
-    // capped by max_expires_in, probed parents by parent.lifetime.
-    let horizon = now
-        + gw.config
-            .max_expires_in
-            .as_secs()
-            .max(gw.config.parent_lifetime.as_secs());
+    let horizon = gw.revocation_horizon(now);
     let given = [
         r.token.is_some(),
         r.token_hash.is_some(),

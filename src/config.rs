@@ -375,6 +375,23 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+/// One word of a fixed set; the first is the default. Any other word is a
+/// problem naming every allowed one, and yields the default.
+fn choice<T: Copy>(p: &mut Problems, key: &str, value: Option<&str>, options: &[(&str, T)]) -> T {
+    let default = options[0].1;
+    let Some(v) = value else { return default };
+    if let Some((_, t)) = options.iter().find(|(w, _)| *w == v) {
+        return *t;
+    }
+    let words: Vec<String> = options.iter().map(|(w, _)| format!("\"{w}\"")).collect();
+    let list = match words.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => words.concat(),
+    };
+    p.push(key, format!("`{v}` must be {list}"));
+    default
+}
+
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, Problems> {
     let mut p = Problems::new(path);
@@ -484,18 +501,16 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         ca_bundle: u.ca_bundle.as_deref().map(rel),
     };
 
-    let external = match raw.tokens.external.as_deref() {
-        None | Some("reject") => ExternalTokens::Reject,
-        Some("introspect") => ExternalTokens::Introspect,
-        Some("pass_through") => ExternalTokens::PassThrough,
-        Some(o) => {
-            p.push(
-                "tokens.external",
-                format!("`{o}` must be \"reject\", \"introspect\" or \"pass_through\""),
-            );
-            ExternalTokens::Reject
-        }
-    };
+    let external = choice(
+        &mut p,
+        "tokens.external",
+        raw.tokens.external.as_deref(),
+        &[
+            ("reject", ExternalTokens::Reject),
+            ("introspect", ExternalTokens::Introspect),
+            ("pass_through", ExternalTokens::PassThrough),
+        ],
+    );
     let parent = match raw.parent.mode.as_deref() {
         None | Some("probe") => {
             let path = raw
@@ -549,17 +564,12 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         }
     }
 
-    let unmatched_pass = match raw.policy.unmatched.as_deref() {
-        None | Some("deny") => false,
-        Some("pass") => true,
-        Some(o) => {
-            p.push(
-                "policy.unmatched",
-                format!("`{o}` must be \"deny\" or \"pass\""),
-            );
-            false
-        }
-    };
+    let unmatched_pass = choice(
+        &mut p,
+        "policy.unmatched",
+        raw.policy.unmatched.as_deref(),
+        &[("deny", false), ("pass", true)],
+    );
     for (i, o) in raw.cors.origins.iter().enumerate() {
         let ok = o.parse::<Uri>().ok().is_some_and(|u| {
             matches!(u.scheme_str(), Some("http" | "https"))
@@ -571,14 +581,12 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
             p.push(&format!("cors.origins[{i}]"), format!("`{o}` must be an origin like https://app.example.com (no path, no trailing slash)"));
         }
     }
-    let log_json = match raw.log.format.as_deref() {
-        None | Some("text") => false,
-        Some("json") => true,
-        Some(o) => {
-            p.push("log.format", format!("`{o}` must be \"text\" or \"json\""));
-            false
-        }
-    };
+    let log_json = choice(
+        &mut p,
+        "log.format",
+        raw.log.format.as_deref(),
+        &[("text", false), ("json", true)],
+    );
     if let Some(s) = &raw.admin.secret
         && s.len() < 16
     {
@@ -610,17 +618,13 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
                     "must be redis://[user:password@]host:port/db or rediss://... (TLS)",
                 );
             }
-            let on_stale = match r.on_stale.as_deref() {
-                None | Some("reject") => crate::revocation::stream::OnStale::Reject,
-                Some("serve") => crate::revocation::stream::OnStale::Serve,
-                Some(o) => {
-                    p.push(
-                        "revocation.redis.on_stale",
-                        format!("`{o}` must be \"reject\" or \"serve\""),
-                    );
-                    crate::revocation::stream::OnStale::Reject
-                }
-            };
+            use crate::revocation::stream::OnStale;
+            let on_stale = choice(
+                &mut p,
+                "revocation.redis.on_stale",
+                r.on_stale.as_deref(),
+                &[("reject", OnStale::Reject), ("serve", OnStale::Serve)],
+            );
             Some(crate::revocation::stream::StreamConfig {
                 url: r.url.clone(),
                 key: r
@@ -791,6 +795,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tokens.external"), "{err}");
+    }
+
+    #[test]
+    fn choices_name_every_allowed_word() {
+        let mut p = Problems::new(Path::new("gw.toml"));
+        let three = [("a", 1), ("b", 2), ("c", 3)];
+        assert_eq!(choice(&mut p, "k", None, &three), 1);
+        assert_eq!(choice(&mut p, "k", Some("c"), &three), 3);
+        assert_eq!(choice(&mut p, "k", Some("x"), &three), 1);
+        assert!(choice(
+            &mut p,
+            "j",
+            Some("y"),
+            &[("on", true), ("off", false)]
+        ));
+        assert_eq!(
+            p.to_string(),
+            "gw.toml: k: `x` must be \"a\", \"b\" or \"c\"\ngw.toml: j: `y` must be \"on\" or \"off\""
+        );
     }
 
     #[test]

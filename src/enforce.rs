@@ -100,7 +100,7 @@ pub async fn decide(
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
-    if head_bytes + parts.uri.to_string().len() > gw.config.limits.header_bytes {
+    if head_bytes + uri_len(&parts.uri) > gw.config.limits.header_bytes {
         return (None, Err(Rejection::HeadersTooLarge));
     }
     let route = policy.find(&parts.method, target.path());
@@ -170,6 +170,14 @@ pub async fn decide(
     }
     .await;
     (route_name, result)
+}
+
+/// The length of `uri` as written (`scheme://authority` + path and query),
+/// without formatting it into a new string on every request.
+fn uri_len(uri: &http::Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |pq| pq.as_str().len())
 }
 
 /// `?fields=` values that hand out more than the route's scope: a token-less
@@ -275,6 +283,9 @@ async fn read_json(gw: &Gateway, body: Incoming) -> Result<(Bytes, Value), Rejec
     Ok((bytes, json))
 }
 
+const NAMES_NO_ITEM: Rejection =
+    Rejection::BadRequest("the body does not name the item this route acts on");
+
 /// Phase 6 for a grant restricted to an item. Returns the body to forward.
 async fn check_object<'p>(
     gw: &Gateway,
@@ -316,28 +327,28 @@ async fn check_object<'p>(
                 id: param(*i).ok_or(Rejection::NoRoute)?.into(),
             }
         }
-        ObjectRule::Body { .. } | ObjectRule::BodyItem { .. } => {
+        ObjectRule::Body { kind, field } => {
             let (bytes, value) = read_json(gw, body).await?;
-            let named = match &route.object {
-                ObjectRule::Body { kind, field } => crate::json::field(&value, field)
-                    .and_then(crate::json::id_of)
-                    .map(|id| Item {
-                        kind: *kind,
-                        id: id.into(),
-                    }),
-                ObjectRule::BodyItem { field } => crate::json::field(&value, field).and_then(|v| {
-                    let kind = ItemKind::parse(v.get("type")?.as_str()?)?;
-                    Some(Item {
-                        kind,
-                        id: crate::json::id_of(v.get("id")?)?.into(),
-                    })
-                }),
-                _ => None,
-            };
+            let named = crate::json::field(&value, field)
+                .and_then(crate::json::id_of)
+                .map(|id| Item {
+                    kind: *kind,
+                    id: id.into(),
+                });
             json = Some((bytes, value));
-            named.ok_or(Rejection::BadRequest(
-                "the body does not name the item this route acts on",
-            ))?
+            named.ok_or(NAMES_NO_ITEM)?
+        }
+        ObjectRule::BodyItem { field } => {
+            let (bytes, value) = read_json(gw, body).await?;
+            let named = crate::json::field(&value, field).and_then(|v| {
+                let kind = ItemKind::parse(v.get("type")?.as_str()?)?;
+                Some(Item {
+                    kind,
+                    id: crate::json::id_of(v.get("id")?)?.into(),
+                })
+            });
+            json = Some((bytes, value));
+            named.ok_or(NAMES_NO_ITEM)?
         }
         ObjectRule::Upload { kind, field } => {
             // Two Content-Types could give the upstream another boundary,

@@ -152,17 +152,23 @@ impl Gateway {
         self.grants.forget_all();
     }
 
+    /// The longest any token this gateway accepts can still live at `now`:
+    /// minted tokens are capped by `max_expires_in`, probed parents by
+    /// `parent.lifetime`. Revocations without a known expiry are kept this long.
+    pub fn revocation_horizon(&self, now: u64) -> u64 {
+        now + self
+            .config
+            .max_expires_in
+            .as_secs()
+            .max(self.config.parent_lifetime.as_secs())
+    }
+
     /// How long a revocation must be kept for tokens this gateway did not
     /// mint (a parent, or an external token): the longest life a minted
     /// token or a probed parent can have, or the token's own `exp` if
     /// introspection says it lives longer (best effort, bounded wait).
     pub async fn external_keep_until(&self, token: &str, now: u64) -> u64 {
-        let horizon = now
-            + self
-                .config
-                .max_expires_in
-                .as_secs()
-                .max(self.config.parent_lifetime.as_secs());
+        let horizon = self.revocation_horizon(now);
         let Some(i) = &self.introspector else {
             return horizon;
         };
