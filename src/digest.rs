@@ -23,12 +23,7 @@ impl Digest {
 
     /// Lower-case hex, 32 characters: the form used in events and the admin API.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(32);
-        for b in self.0 {
-            s.push(char::from_digit((b >> 4) as u32, 16).unwrap_or('0'));
-            s.push(char::from_digit((b & 0xf) as u32, 16).unwrap_or('0'));
-        }
-        s
+        hex(&self.0)
     }
 
     /// Parses exactly 32 hex digits (either case).
@@ -49,8 +44,18 @@ impl Digest {
     /// The first 8 hex digits: enough to correlate log lines, far too little
     /// to guess or replay anything.
     pub fn short(&self) -> String {
-        self.to_hex()[..8].to_string()
+        hex(&self.0[..4])
     }
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from_digit((b >> 4) as u32, 16).unwrap_or('0'));
+        s.push(char::from_digit((b & 0xf) as u32, 16).unwrap_or('0'));
+    }
+    s
 }
 
 impl fmt::Debug for Digest {
@@ -90,6 +95,13 @@ mod tests {
         assert_eq!(Digest::from_hex("abc"), None);
         assert_eq!(Digest::from_hex(&"g".repeat(32)), None);
         assert_ne!(Digest::of(b"a"), Digest::of(b"b"));
+    }
+
+    #[test]
+    fn the_short_form_is_the_first_eight_hex_digits() {
+        let d = Digest::of(b"some token");
+        assert_eq!(d.short().len(), 8);
+        assert_eq!(d.short(), d.to_hex()[..8]);
     }
 
     #[test]

@@ -14,11 +14,13 @@
 //! - An allowed request becomes a [`proxy::Permit`], the only thing
 //!   [`proxy::forward`] accepts; it goes out through [`upstream`].
 //! - Refusals are [`error::Rejection`]s, turned into HTTP answers in one place.
+//! - Every request ends in one [`access_log`] line.
 //! - [`admin`] serves health, readiness, [`metrics`] and admin revocations.
 //! - [`app`] assembles a gateway from its files; [`config`] validates them.
 //! - [`sample_api`] is a small Box-shaped API for the demo and the tests.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod ancestry;
 pub mod app;

@@ -147,6 +147,7 @@ async fn serve(loaded: scopegate::app::Loaded) -> ExitCode {
         });
     }
     scopegate::server::run(gw, public, admin, tls, shutdown_signal(), grace).await;
+    scopegate::access_log::flush();
     ExitCode::SUCCESS
 }
 
@@ -171,6 +172,7 @@ fn init_logging(json: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
+    scopegate::access_log::install(json);
     if json {
         b.json().init();
     } else {

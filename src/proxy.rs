@@ -8,7 +8,6 @@
 //! (hop-by-hop headers, the client's `X-Forwarded-*`, `Host`), then the
 //! gateway's own `Authorization`, `X-Forwarded-*` and `X-Request-Id`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,66 +45,81 @@ impl Permit {
 }
 
 /// Headers that name the connection, not the message (RFC 9110 7.6.1), plus
-/// the proxy ones. Never forwarded in either direction.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// the proxy ones. Never forwarded in either direction. (Names, not strings:
+/// a `&str` is parsed into a name on every lookup, a measurable cost here.)
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
+// The gateway's own headers toward the upstream.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Client headers that would let it speak for the gateway; replaced.
-const SPOOFABLE: &[&str] = &[
-    "host",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-real-ip",
-    "x-request-id",
+static SPOOFABLE: [HeaderName; 8] = [
+    header::HOST,
+    header::FORWARDED,
+    X_FORWARDED_FOR,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PROTO,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-real-ip"),
+    X_REQUEST_ID,
 ];
 
 /// Headers that ask a server to treat the request as another method or
 /// path than the one checked. Refused outright (400), not stripped, so a
 /// client that relies on one learns at once.
-pub const REWRITING: &[&str] = &[
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-method",
-    "x-override-url",
+pub static REWRITING: [HeaderName; 7] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-original-method"),
+    HeaderName::from_static("x-override-url"),
 ];
 
 /// Removes hop-by-hop headers and every header the `Connection` header
 /// names; `Authorization` is set again by the caller afterwards, so naming it
 /// in `Connection` cannot drop or smuggle the checked token.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
+    remove_where(h, |n| HOP_BY_HOP.contains(n));
+}
+
+/// Removes every header `doomed` picks, and (hop by hop) every header the
+/// `Connection` header names. One pass over the names present, a handful,
+/// instead of a hash lookup per name on the lists.
+fn remove_where(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let mut names: Vec<HeaderName> = h.keys().filter(|n| doomed(n)).cloned().collect();
+    if h.contains_key(header::CONNECTION) {
+        names.extend(
+            h.get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+        );
     }
-    for n in HOP_BY_HOP {
-        h.remove(*n);
+    for n in names {
+        h.remove(n);
     }
 }
 
 /// What the forwarder needs to know about the client side.
 pub struct ClientSide<'a> {
-    pub peer: SocketAddr,
+    /// The client's address, as a header value.
+    pub forwarded_for: &'a HeaderValue,
     pub tls: bool,
     pub request_id: &'a HeaderValue,
     /// `[listen] public_url`: how clients reach the gateway.
@@ -131,29 +145,19 @@ pub async fn forward(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     let h = &mut parts.headers;
-    strip_hop_by_hop(h);
-    for n in SPOOFABLE {
-        h.remove(*n);
-    }
+    remove_where(h, |n| HOP_BY_HOP.contains(n) || SPOOFABLE.contains(n));
     if let Some(auth) = permit.authorization {
         h.insert(header::AUTHORIZATION, auth);
     }
+    h.insert(X_FORWARDED_FOR, side.forwarded_for.clone());
     h.insert(
-        HeaderName::from_static("x-forwarded-for"),
-        HeaderValue::from_str(&side.peer.ip().to_string())
-            .expect("an IP address is a valid header value"),
-    );
-    h.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if side.tls { "https" } else { "http" }),
     );
     if let Some(host) = &original_host {
-        h.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+        h.insert(X_FORWARDED_HOST, host.clone());
     }
-    h.insert(
-        HeaderName::from_static("x-request-id"),
-        side.request_id.clone(),
-    );
+    h.insert(X_REQUEST_ID, side.request_id.clone());
 
     let mut req = Request::new(body);
     *req.method_mut() = parts.method;

@@ -118,7 +118,7 @@ async fn sniff_h2(stream: &tokio::net::TcpStream) -> Option<bool> {
 /// The per-connection service: every request goes to the gateway.
 fn service(
     gw: Arc<Gateway>,
-    info: ConnInfo,
+    info: Arc<ConnInfo>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::body::Body>,
@@ -126,8 +126,8 @@ fn service(
     Future = impl Future<Output = Result<http::Response<crate::body::Body>, Infallible>> + Send,
 > + Clone {
     service_fn(move |req| {
-        let gw = gw.clone();
-        async move { Ok::<_, Infallible>(gw.handle(req, info).await) }
+        let (gw, info) = (gw.clone(), info.clone());
+        async move { Ok::<_, Infallible>(gw.handle(req, &info).await) }
     })
 }
 
@@ -218,7 +218,7 @@ pub async fn run(
                     else {
                         return;
                     };
-                    let info = ConnInfo { peer, tls: false };
+                    let info = Arc::new(ConnInfo::new(peer, false));
                     let b = if is_h2 { h2 } else { h1 };
                     let conn = b
                         .serve_connection(TokioIo::new(stream), service(gw, info))
@@ -233,7 +233,7 @@ pub async fn run(
                     };
                     // ALPN decides; nothing is read before hyper's own timers run.
                     let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let info = ConnInfo { peer, tls: true };
+                    let info = Arc::new(ConnInfo::new(peer, true));
                     let b = if is_h2 { h2 } else { h1 };
                     let conn = b
                         .serve_connection(TokioIo::new(tls), service(gw, info))

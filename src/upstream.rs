@@ -115,6 +115,28 @@ impl Client {
     /// for longer than the timeout is not cut off while its bytes flow, and
     /// one that stalls still ends with 504.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        let result = if http_body::Body::is_end_stream(req.body()) {
+            // Nothing to stream (most API calls): the timeout runs from now.
+            tokio::time::timeout(self.timeout, self.inner.request(req))
+                .await
+                .map_err(|_| ())
+        } else {
+            self.send_streaming(req).await
+        };
+        match result {
+            Err(()) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) if caused_by_upload_check(&e) => Err(UpstreamError::RefusedBody),
+            Ok(Err(_)) => Err(UpstreamError::Unreachable),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+
+    /// A request with a body: `Err(())` when no chunk went out for the
+    /// whole timeout before the answer's head arrived.
+    async fn send_streaming(
+        &self,
+        req: Request<Body>,
+    ) -> Result<Result<Response<Incoming>, hyper_util::client::legacy::Error>, ()> {
         let (parts, body) = req.into_parts();
         let origin = tokio::time::Instant::now();
         let last = Arc::new(AtomicU64::new(0));
@@ -125,24 +147,18 @@ impl Client {
         });
         let request = self.inner.request(Request::from_parts(parts, body));
         tokio::pin!(request);
-        let result = loop {
+        loop {
             let since = Duration::from_millis(last.load(Ordering::Relaxed));
             let deadline = origin + since + self.timeout;
             tokio::select! {
-                r = &mut request => break Ok(r),
+                r = &mut request => return Ok(r),
                 () = tokio::time::sleep_until(deadline) => {
                     // No chunk went out since `deadline` was set: give up.
                     if Duration::from_millis(last.load(Ordering::Relaxed)) == since {
-                        break Err(());
+                        return Err(());
                     }
                 }
             }
-        };
-        match result {
-            Err(()) => Err(UpstreamError::Timeout),
-            Ok(Err(e)) if caused_by_upload_check(&e) => Err(UpstreamError::RefusedBody),
-            Ok(Err(_)) => Err(UpstreamError::Unreachable),
-            Ok(Ok(resp)) => Ok(resp),
         }
     }
 
