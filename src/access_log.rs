@@ -141,12 +141,19 @@ fn format(out: &mut String, l: &Line<'_>, now: SystemTime, json: bool) {
         out.push_str("},\"target\":\"scopegate::gateway\"}\n");
     } else {
         ts.push_to(out);
-        let _ = write!(
-            out,
-            "  INFO scopegate::gateway: request request_id={:?} route={:?} method={} \
-             decision={:?} reason={:?} status={} decision_us={}",
-            l.request_id, l.route, l.method, l.decision, l.reason, l.status, l.decision_us
-        );
+        // Quoted strings as tracing prints them (Debug); a JSON literal is
+        // the same text for anything a route name or reason holds.
+        out.push_str("  INFO scopegate::gateway: request request_id=");
+        json_str(out, l.request_id);
+        out.push_str(" route=");
+        json_str(out, l.route);
+        out.push_str(" method=");
+        out.push_str(l.method.as_str());
+        out.push_str(" decision=");
+        json_str(out, l.decision);
+        out.push_str(" reason=");
+        json_str(out, l.reason);
+        let _ = write!(out, " status={} decision_us={}", l.status, l.decision_us);
         if let Some(t) = l.total_us {
             let _ = write!(out, " total_us={t}");
         }
@@ -157,6 +164,12 @@ fn format(out: &mut String, l: &Line<'_>, now: SystemTime, json: bool) {
 /// A JSON string literal (RFC 8259 7).
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        // Ids, hashes and route names: nothing to escape.
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -40,19 +40,23 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(ReadError::TooLarge)
-            } else {
-                Err(ReadError::Broken)
+    // A plain loop rather than `Limited` + `collect`: nothing held across
+    // the await carries the `Into<BoxError>` bound, which rustc cannot prove
+    // for every lifetime when a boxed body's future must be `Send`.
+    let mut body = std::pin::pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(ReadError::Broken);
+        };
+        if let Ok(chunk) = frame.into_data() {
+            if out.len() + chunk.len() > limit {
+                return Err(ReadError::TooLarge);
             }
+            out.extend_from_slice(&chunk);
         }
     }
+    Ok(out.freeze())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

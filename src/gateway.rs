@@ -27,7 +27,7 @@ use crate::policy::Policy;
 use crate::proxy::ClientSide;
 use crate::revocation::Revocations;
 use crate::token::Keyring;
-use crate::upstream::Client;
+use crate::upstream::{Client, Origin};
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -61,6 +61,9 @@ pub struct Gateway {
     pub grants: Grants,
     pub revocations: Arc<Revocations>,
     pub client: Client,
+    /// Where API calls and uploads go (`[upstream] api` and `upload`).
+    api_origin: Origin,
+    upload_origin: Origin,
     pub introspector: Option<Arc<Introspector>>,
     pub metrics: Metrics,
     pub ancestry: Ancestry,
@@ -158,6 +161,8 @@ impl Gateway {
             metrics.clone(),
         );
         let gw = Gateway {
+            api_origin: Origin::new(&config.upstream.api, &client),
+            upload_origin: Origin::new(&config.upstream.upload, &client),
             request_ids,
             ancestry,
             cors: Cors::new(&config.cors_origins),
@@ -304,9 +309,9 @@ impl Gateway {
         }
         let token = allowed.grant.token_hash().short();
         let upstream = if allowed.permit.target.path().starts_with("/api/") {
-            &self.config.upstream.upload
+            &self.upload_origin
         } else {
-            &self.config.upstream.api
+            &self.api_origin
         };
         let side = ClientSide {
             forwarded_for: &conn.forwarded_for,

@@ -19,7 +19,7 @@ use crate::error::Rejection;
 use crate::grant::Forward;
 use crate::metrics::Metrics;
 use crate::target::Target;
-use crate::upstream::{Client, UpstreamError};
+use crate::upstream::{Client, Origin, UpstreamError};
 
 /// Proof that the policy allowed this request. Only `enforce` constructs one.
 pub struct Permit {
@@ -129,15 +129,18 @@ pub struct ClientSide<'a> {
 /// Sends the permitted request to the upstream and streams the answer back.
 pub async fn forward(
     client: &Client,
-    upstream: &Uri,
+    upstream: &Origin,
     permit: Permit,
     mut parts: http::request::Parts,
     body: Body,
     side: ClientSide<'_>,
     metrics: &Metrics,
 ) -> Result<Response<Body>, Rejection> {
-    let uri = crate::upstream::join(upstream, &permit.target.path_and_query())
+    let pq = permit
+        .target
+        .into_path_and_query()
         .map_err(|_| Rejection::BadGateway)?;
+    let uri = upstream.url(pq).map_err(|_| Rejection::BadGateway)?;
     let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -146,6 +149,9 @@ pub async fn forward(
     });
     let h = &mut parts.headers;
     remove_where(h, |n| HOP_BY_HOP.contains(n) || SPOOFABLE.contains(n));
+    if let Some(host) = &upstream.host {
+        h.insert(header::HOST, host.clone());
+    }
     if let Some(auth) = permit.authorization {
         h.insert(header::AUTHORIZATION, auth);
     }
@@ -166,7 +172,7 @@ pub async fn forward(
     *req.extensions_mut() = http::Extensions::new();
 
     let started = Instant::now();
-    let result = client.send(req).await;
+    let result = client.send_to(upstream, req).await;
     metrics
         .upstream_seconds
         .with_label_values(&[&*permit.route])
@@ -214,7 +220,7 @@ pub async fn forward(
         rparts.headers.remove(header::CONTENT_LENGTH);
         return Ok(Response::from_parts(rparts, body::full(out)));
     }
-    Ok(Response::from_parts(rparts, body::boxed(rbody)))
+    Ok(Response::from_parts(rparts, rbody))
 }
 
 /// `upload_url` of a JSON answer with its scheme and authority replaced by

@@ -123,6 +123,17 @@ impl Target {
             None => self.path.clone(),
         }
     }
+
+    /// The same, as a URI part, reusing the path's buffer.
+    pub fn into_path_and_query(self) -> Result<http::uri::PathAndQuery, TargetError> {
+        let mut pq = self.path;
+        if let Some(q) = self.query {
+            pq.push('?');
+            pq.push_str(&q);
+        }
+        http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
+            .map_err(|_| TargetError::ForbiddenByte)
+    }
 }
 
 fn canonical_path(path: &str) -> Result<Cow<'_, str>, TargetError> {

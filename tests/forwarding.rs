@@ -168,7 +168,13 @@ async fn start_scripted() -> (SocketAddr, Arc<AtomicUsize>) {
             let count = count.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    count.fetch_add(1, Ordering::SeqCst);
+                    // Counted in thousands for HTTP/2, so one number tells both.
+                    let n = if req.version() == http::Version::HTTP_2 {
+                        1000
+                    } else {
+                        1
+                    };
+                    count.fetch_add(n, Ordering::SeqCst);
                     async move { Ok::<_, Infallible>(scripted_answer(req.uri().path()).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -646,8 +652,8 @@ fn make_certs(dir: &Path) {
 }
 
 /// A TLS-only upstream answering `/2.0/users/me` and `/2.0/folders/0` for
-/// the parent. Returns its port, the number of HTTP requests it answered,
-/// and the first byte of every connection it accepted.
+/// the parent. Returns its port, the number of HTTP requests it answered
+/// (HTTP/2 ones count 1000), and the first byte of every connection it accepted.
 async fn start_tls_upstream(dir: &Path) -> (u16, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<u8>>>) {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -686,7 +692,13 @@ async fn start_tls_upstream(dir: &Path) -> (u16, Arc<AtomicUsize>, Arc<std::sync
                     return;
                 };
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    count.fetch_add(1, Ordering::SeqCst);
+                    // Counted in thousands for HTTP/2, so one number tells both.
+                    let n = if req.version() == http::Version::HTTP_2 {
+                        1000
+                    } else {
+                        1
+                    };
+                    count.fetch_add(n, Ordering::SeqCst);
                     let authed = req
                         .headers()
                         .get("authorization")
@@ -757,7 +769,12 @@ async fn an_https_upstream_is_trusted_through_ca_bundle_only() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["name"], "All Files");
     let answered = hits.load(Ordering::SeqCst);
-    assert_eq!(answered, 2, "probe and folder request, both over TLS");
+    // The probe goes through the general client, the proxied request
+    // through the proxy's own pool: both take HTTP/2 when ALPN offers it.
+    assert_eq!(
+        answered, 2000,
+        "probe and folder request, both over TLS and HTTP/2"
+    );
 
     // Same upstream, no ca_bundle: the private CA is not trusted, so 502,
     // and nothing is ever sent without TLS.

@@ -1,11 +1,17 @@
 //! The HTTP client toward the content API and its OAuth endpoints.
 //!
-//! One pooled hyper client (HTTP/1.1, and HTTP/2 where TLS ALPN offers it)
-//! over rustls, trusting the system's roots plus an optional CA bundle. Every
-//! call is bounded by the configured response-head timeout; the gateway maps
-//! a timeout to 504 and any other failure to 502, and never shows the
-//! client the upstream's error text.
+//! Over rustls (trusting the system's roots plus an optional CA bundle),
+//! HTTP/1.1, and HTTP/2 where TLS ALPN offers it. Proxied requests go
+//! through a lean [`pool::Pool`] per [`Origin`]; the gateway's own calls
+//! (introspection, token endpoints, ancestry lookups), which may go to any
+//! URL, through hyper-util's general pooled client. Every call is bounded by
+//! the configured response-head timeout; the gateway maps a timeout to 504
+//! and any other failure to 502, and never shows the client the upstream's
+//! error text.
 
+pub mod pool;
+
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +61,8 @@ pub enum UpstreamError {
 #[derive(Clone)]
 pub struct Client {
     inner: HyperClient<HttpsConnector<HttpConnector>, Body>,
+    /// The same connector, for the proxy's per-origin pools.
+    connector: HttpsConnector<HttpConnector>,
     timeout: Duration,
 }
 
@@ -100,9 +108,10 @@ impl Client {
             .wrap_connector(http);
         let inner = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
+            .build(https.clone());
         problems.into_result(Client {
             inner,
+            connector: https,
             timeout: cfg.timeout,
         })
     }
@@ -115,13 +124,36 @@ impl Client {
     /// for longer than the timeout is not cut off while its bytes flow, and
     /// one that stalls still ends with 504.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        self.timed(req, |r| self.inner.request(r)).await
+    }
+
+    /// Like [`Client::send`], through `origin`'s own pool (the proxy path).
+    pub async fn send_to(
+        &self,
+        origin: &Origin,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        self.timed(req, |r| origin.pool.send(r)).await
+    }
+
+    /// Runs `send` under the timeout (see [`Client::send`]) and sorts its
+    /// failure into an [`UpstreamError`].
+    async fn timed<R, E, F>(
+        &self,
+        req: Request<Body>,
+        send: impl FnOnce(Request<Body>) -> F,
+    ) -> Result<R, UpstreamError>
+    where
+        F: Future<Output = Result<R, E>>,
+        E: std::error::Error + 'static,
+    {
         let result = if http_body::Body::is_end_stream(req.body()) {
             // Nothing to stream (most API calls): the timeout runs from now.
-            tokio::time::timeout(self.timeout, self.inner.request(req))
+            tokio::time::timeout(self.timeout, send(req))
                 .await
                 .map_err(|_| ())
         } else {
-            self.send_streaming(req).await
+            self.send_streaming(req, send).await
         };
         match result {
             Err(()) => Err(UpstreamError::Timeout),
@@ -133,10 +165,14 @@ impl Client {
 
     /// A request with a body: `Err(())` when no chunk went out for the
     /// whole timeout before the answer's head arrived.
-    async fn send_streaming(
+    async fn send_streaming<R, E, F>(
         &self,
         req: Request<Body>,
-    ) -> Result<Result<Response<Incoming>, hyper_util::client::legacy::Error>, ()> {
+        send: impl FnOnce(Request<Body>) -> F,
+    ) -> Result<Result<R, E>, ()>
+    where
+        F: Future<Output = Result<R, E>>,
+    {
         let (parts, body) = req.into_parts();
         let origin = tokio::time::Instant::now();
         let last = Arc::new(AtomicU64::new(0));
@@ -145,7 +181,7 @@ impl Client {
             last: last.clone(),
             origin,
         });
-        let request = self.inner.request(Request::from_parts(parts, body));
+        let request = send(Request::from_parts(parts, body));
         tokio::pin!(request);
         loop {
             let since = Duration::from_millis(last.load(Ordering::Relaxed));
@@ -243,6 +279,45 @@ impl http_body::Body for Progress {
     }
 }
 
+/// An upstream the proxy forwards to: its base URL, and the `Host` value
+/// for it, made once (the pooled client would format one per request).
+pub struct Origin {
+    pub base: Uri,
+    pub host: Option<HeaderValue>,
+    pool: Arc<pool::Pool>,
+}
+
+impl Origin {
+    pub fn new(base: &Uri, client: &Client) -> Origin {
+        let default_port = match base.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        };
+        let host = base.host().and_then(|h| {
+            let value = match base.port_u16() {
+                Some(p) if Some(p) != default_port => format!("{h}:{p}"),
+                _ => h.to_string(),
+            };
+            HeaderValue::from_str(&value).ok()
+        });
+        Origin {
+            base: base.clone(),
+            host,
+            pool: pool::Pool::new(base.clone(), client.connector.clone()),
+        }
+    }
+
+    /// The full upstream URL for a canonical path and query.
+    pub fn url(&self, path_and_query: http::uri::PathAndQuery) -> Result<Uri, UpstreamError> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = self.base.scheme().cloned();
+        parts.authority = self.base.authority().cloned();
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|_| UpstreamError::Malformed)
+    }
+}
+
 /// `base` (scheme and authority) joined with an origin-form path.
 pub fn join(base: &Uri, path_and_query: &str) -> Result<Uri, UpstreamError> {
     let mut parts = http::uri::Parts::default();
@@ -268,6 +343,19 @@ pub fn bearer_value(token: &str) -> Result<HeaderValue, UpstreamError> {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn origins_name_their_host_as_a_client_would() {
+        let c = client(Duration::from_secs(1));
+        let host = |u: &str| Origin::new(&u.parse().unwrap(), &c).host.unwrap();
+        assert_eq!(host("http://127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(host("https://api.box.com"), "api.box.com");
+        assert_eq!(host("https://api.box.com:443"), "api.box.com");
+        assert_eq!(host("http://api.example:443"), "api.example:443");
+        let o = Origin::new(&"https://api.box.com".parse().unwrap(), &c);
+        let url = o.url("/2.0/files/1?fields=name".parse().unwrap()).unwrap();
+        assert_eq!(url, "https://api.box.com/2.0/files/1?fields=name");
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn client(timeout: Duration) -> Client {
@@ -347,5 +435,136 @@ mod tests {
         let r = client(Duration::from_millis(300)).send(req).await;
         assert_eq!(r.err(), Some(UpstreamError::Timeout));
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    /// A raw HTTP/1.1 upstream answering every request with `answer`;
+    /// with `close_each` it closes the socket after each answer without
+    /// saying so (as a keep-alive timeout does). Counts accepted connections.
+    /// Every request head it read must start with `GET /2.0/users/me HTTP/1.1`
+    /// (origin form, as RFC 9112 3.2.1 asks of a client); it answers 400
+    /// otherwise.
+    async fn raw_upstream(
+        answer: &'static str,
+        close_each: bool,
+    ) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    const BAD: &str = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let origin_form = seen.starts_with(b"GET /2.0/users/me HTTP/1.1\r\n");
+                        seen.clear();
+                        let out = if origin_form { answer } else { BAD };
+                        if s.write_all(out.as_bytes()).await.is_err() || close_each {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn get_via(c: &Client, o: &Origin) -> (u16, Bytes) {
+        let req = Request::get(o.url("/2.0/users/me".parse().unwrap()).unwrap())
+            .header(header::HOST, o.host.clone().unwrap())
+            .body(body::empty())
+            .unwrap();
+        let resp = c.send_to(o, req).await.unwrap();
+        let status = resp.status().as_u16();
+        (
+            status,
+            body::read_limited(resp.into_body(), 1024).await.unwrap(),
+        )
+    }
+
+    fn origin_at(addr: std::net::SocketAddr, c: &Client) -> Origin {
+        Origin::new(&format!("http://{addr}").parse().unwrap(), c)
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    #[tokio::test]
+    async fn the_proxy_pool_reuses_one_connection_for_sequential_requests() {
+        let (addr, accepted) = raw_upstream(OK, false).await;
+        let c = client(Duration::from_secs(5));
+        let o = origin_at(addr, &c);
+        for _ in 0..5 {
+            assert_eq!(get_via(&c, &o).await, (200, Bytes::from_static(b"ok")));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_body_hands_its_connection_back_at_once() {
+        let (addr, accepted) = raw_upstream("HTTP/1.1 204 No Content\r\n\r\n", false).await;
+        let c = client(Duration::from_secs(5));
+        let o = origin_at(addr, &c);
+        for _ in 0..3 {
+            assert_eq!(get_via(&c, &o).await, (204, Bytes::new()));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_replaced_without_an_error() {
+        let (addr, accepted) = raw_upstream(OK, true).await;
+        let c = client(Duration::from_secs(5));
+        let o = origin_at(addr, &c);
+        for _ in 0..4 {
+            assert_eq!(get_via(&c, &o).await, (200, Bytes::from_static(b"ok")));
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_get_their_own_connections_and_keep_them() {
+        let (addr, accepted) = raw_upstream(OK, false).await;
+        let c = client(Duration::from_secs(5));
+        let o = Arc::new(origin_at(addr, &c));
+        for _ in 0..2 {
+            let all = (0..16).map(|_| {
+                let (c, o) = (c.clone(), o.clone());
+                tokio::spawn(async move { get_via(&c, &o).await })
+            });
+            for r in futures_util::future::join_all(all).await {
+                assert_eq!(r.unwrap(), (200, Bytes::from_static(b"ok")));
+            }
+        }
+        let n = accepted.load(Ordering::SeqCst);
+        assert!(
+            (1..=16).contains(&n),
+            "the second burst reused the first's: {n}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_origin_is_an_error_not_a_hang() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let c = client(Duration::from_secs(5));
+        let o = origin_at(addr, &c);
+        let req = Request::get(o.url("/".parse().unwrap()).unwrap())
+            .body(body::empty())
+            .unwrap();
+        assert_eq!(
+            c.send_to(&o, req).await.err(),
+            Some(UpstreamError::Unreachable)
+        );
     }
 }
