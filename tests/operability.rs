@@ -291,7 +291,8 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
             ..Default::default()
         },
     );
-    let mut p = spawn_gateway(&cfg).await;
+    let logs = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut p = spawn_gateway_logged(&cfg, Some(logs.clone())).await;
     let url = p.url("/2.0/folders/0");
     let in_flight = tokio::spawn(async move {
         let req = http::Request::get(url)
@@ -323,6 +324,21 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
+    // The drained request's log line was still queued when the drain ended
+    // (lines are flushed every 20 ms): it is written before the exit.
+    let id = r.header("x-request-id");
+    let mut seen = false;
+    for _ in 0..40 {
+        seen = logs
+            .lock()
+            .unwrap()
+            .contains(&format!("request_id=\"{id}\""));
+        if seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "no log line for {id}: {}", logs.lock().unwrap());
 }
 
 #[tokio::test]

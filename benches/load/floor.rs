@@ -72,9 +72,11 @@ fn main() {
                             }
                             let s = guard.as_mut().unwrap();
                             let _ = s.ready().await;
+                            // Origin-form target, Host of the upstream.
+                            let host = upstream.authority().unwrap().as_str();
                             req.headers_mut().insert(
                                 http::header::HOST,
-                                http::HeaderValue::from_static("127.0.0.1:18081"),
+                                http::HeaderValue::from_str(host).unwrap(),
                             );
                             Ok::<_, Infallible>(match s.send_request(req).await {
                                 Ok(r) => r.map(http_body_util::Either::Left),
