@@ -70,16 +70,24 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(cfg))
 }
 
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
+/// The HTTP/1 and HTTP/2 servers. The protocol is known before hyper sees
+/// a byte (the preface peek, or ALPN), so each connection goes straight to
+/// one of them, without hyper-util's `auto` layer re-reading the start.
+#[derive(Clone)]
+struct Builders {
+    h1: hyper::server::conn::http1::Builder,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+fn builders(limits: &Limits) -> Builders {
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
         // Slowloris: the whole request head must arrive within this time.
         .header_read_timeout(limits.header_timeout)
         .max_headers(limits.headers)
         .max_buf_size(limits.header_bytes.max(8192));
-    b.http2()
-        .timer(TokioTimer::new())
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_streams)
         // Bounds HPACK-decoded headers, so CONTINUATION floods are cut off.
         .max_header_list_size(limits.header_bytes as u32)
@@ -89,7 +97,33 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_local_error_reset_streams(Some(256))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    b
+    Builders { h1, h2 }
+}
+
+/// Serves one connection with the protocol it speaks, under the drain watcher.
+async fn serve<I>(
+    b: &Builders,
+    io: I,
+    is_h2: bool,
+    svc: impl hyper::service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<crate::body::Body>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<http::Response<crate::body::Body>, Infallible>>
+                 + Send
+                 + 'static,
+    > + Clone
+    + Send
+    + 'static,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    if is_h2 {
+        let _ = watcher.watch(b.h2.serve_connection(io, svc)).await;
+    } else {
+        let _ = watcher.watch(b.h1.serve_connection(io, svc)).await;
+    }
 }
 
 /// The HTTP/2 connection preface (RFC 9113 3.4).
@@ -173,8 +207,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let graceful = GracefulShutdown::new();
-    let b = builder(&gw.config.limits);
-    let (h1, h2) = (b.clone().http1_only(), b.clone().http2_only());
+    let builders = builders(&gw.config.limits);
     // Each connection holds a permit; at the limit, accepting pauses and new
     // clients wait in the kernel's backlog instead of exhausting descriptors.
     let permits = Arc::new(tokio::sync::Semaphore::new(gw.config.limits.connections));
@@ -203,7 +236,7 @@ pub async fn run(
         let acceptor = tls_slot.load_full().map(tokio_rustls::TlsAcceptor::from);
         let gw = gw.clone();
         let watcher = graceful.watcher();
-        let (h1, h2) = (h1.clone(), h2.clone());
+        let b = builders.clone();
         let handshake_timeout = gw.config.limits.header_timeout;
         // The connection (and any TLS handshake) runs on its own task so a
         // slow client cannot stall accepting; it holds its permit to the end.
@@ -219,11 +252,7 @@ pub async fn run(
                         return;
                     };
                     let info = Arc::new(ConnInfo::new(peer, false));
-                    let b = if is_h2 { h2 } else { h1 };
-                    let conn = b
-                        .serve_connection(TokioIo::new(stream), service(gw, info))
-                        .into_owned();
-                    let _ = watcher.watch(conn).await;
+                    serve(&b, TokioIo::new(stream), is_h2, service(gw, info), watcher).await;
                 }
                 Some(acc) => {
                     let Ok(Ok(tls)) =
@@ -234,11 +263,7 @@ pub async fn run(
                     // ALPN decides; nothing is read before hyper's own timers run.
                     let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let info = Arc::new(ConnInfo::new(peer, true));
-                    let b = if is_h2 { h2 } else { h1 };
-                    let conn = b
-                        .serve_connection(TokioIo::new(tls), service(gw, info))
-                        .into_owned();
-                    let _ = watcher.watch(conn).await;
+                    serve(&b, TokioIo::new(tls), is_h2, service(gw, info), watcher).await;
                 }
             }
         });
