@@ -112,52 +112,63 @@ pub fn write(line: &Line<'_>) {
     });
 }
 
+/// A field's value, as tracing records it: a `str` (quoted in text), a
+/// `Display` value (bare in text), or a number. JSON quotes both kinds of text.
+enum Value<'a> {
+    Str(&'a str),
+    Shown(&'a str),
+    Num(u64),
+}
+
+/// The line's fields, in tracing's order (the order of the original macro).
+fn fields<'a>(l: &'a Line<'_>) -> impl Iterator<Item = (&'static str, Value<'a>)> {
+    [
+        ("request_id", Value::Str(l.request_id)),
+        ("route", Value::Str(l.route)),
+        ("method", Value::Shown(l.method.as_str())),
+        ("decision", Value::Str(l.decision)),
+        ("reason", Value::Str(l.reason)),
+        ("status", Value::Num(u64::from(l.status))),
+        ("decision_us", Value::Num(l.decision_us)),
+    ]
+    .into_iter()
+    .chain(l.total_us.map(|t| ("total_us", Value::Num(t))))
+    .chain([("token", Value::Shown(l.token))])
+}
+
 /// The line as `tracing-subscriber` would print the same event.
 fn format(out: &mut String, l: &Line<'_>, now: SystemTime, json: bool) {
     let ts = Timestamp::from(now);
     if json {
         out.push_str("{\"timestamp\":\"");
         ts.push_to(out);
-        out.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"request_id\":");
-        json_str(out, l.request_id);
-        out.push_str(",\"route\":");
-        json_str(out, l.route);
-        out.push_str(",\"method\":");
-        json_str(out, l.method.as_str());
-        out.push_str(",\"decision\":");
-        json_str(out, l.decision);
-        out.push_str(",\"reason\":");
-        json_str(out, l.reason);
-        let _ = write!(
-            out,
-            ",\"status\":{},\"decision_us\":{}",
-            l.status, l.decision_us
-        );
-        if let Some(t) = l.total_us {
-            let _ = write!(out, ",\"total_us\":{t}");
+        out.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
+        for (name, value) in fields(l) {
+            let _ = write!(out, ",\"{name}\":");
+            match value {
+                Value::Str(s) | Value::Shown(s) => json_str(out, s),
+                Value::Num(n) => {
+                    let _ = write!(out, "{n}");
+                }
+            }
         }
-        out.push_str(",\"token\":");
-        json_str(out, l.token);
         out.push_str("},\"target\":\"scopegate::gateway\"}\n");
     } else {
         ts.push_to(out);
-        // Quoted strings as tracing prints them (Debug); a JSON literal is
-        // the same text for anything a route name or reason holds.
-        out.push_str("  INFO scopegate::gateway: request request_id=");
-        json_str(out, l.request_id);
-        out.push_str(" route=");
-        json_str(out, l.route);
-        out.push_str(" method=");
-        out.push_str(l.method.as_str());
-        out.push_str(" decision=");
-        json_str(out, l.decision);
-        out.push_str(" reason=");
-        json_str(out, l.reason);
-        let _ = write!(out, " status={} decision_us={}", l.status, l.decision_us);
-        if let Some(t) = l.total_us {
-            let _ = write!(out, " total_us={t}");
+        out.push_str("  INFO scopegate::gateway: request");
+        for (name, value) in fields(l) {
+            let _ = write!(out, " {name}=");
+            match value {
+                // Quoted as tracing prints a str (Debug); a JSON literal is
+                // the same text for anything a route name or reason holds.
+                Value::Str(s) => json_str(out, s),
+                Value::Shown(s) => out.push_str(s),
+                Value::Num(n) => {
+                    let _ = write!(out, "{n}");
+                }
+            }
         }
-        let _ = writeln!(out, " token={}", l.token);
+        out.push('\n');
     }
 }
 
