@@ -67,7 +67,7 @@ fn decision(c: &mut Criterion) {
     let tokens: Vec<(String, String)> = (0..1000u64)
         .map(|i| {
             (
-                keyring.seal(&claims(i, now)),
+                keyring.seal(&claims(i, now)).unwrap(),
                 format!("/2.0/files/{}/content", 100_000 + i),
             )
         })
@@ -189,8 +189,8 @@ fn token(c: &mut Criterion) {
     let now = unix_now();
     let cl = claims(7, now);
     let mut g = c.benchmark_group("token");
-    g.bench_function("seal", |b| b.iter(|| keyring.seal(black_box(&cl))));
-    let t = keyring.seal(&cl);
+    g.bench_function("seal", |b| b.iter(|| keyring.seal(black_box(&cl)).unwrap()));
+    let t = keyring.seal(&cl).unwrap();
     println!("minted token length: {} bytes", t.len());
     // What a grant-cache miss does for a minted token, before the insert.
     g.bench_function("verify_miss", |b| {
@@ -206,7 +206,7 @@ fn token(c: &mut Criterion) {
         .build()
         .unwrap();
     let tokens: Vec<String> = (0..200_000u64)
-        .map(|i| keyring.seal(&claims(i, now)))
+        .map(|i| keyring.seal(&claims(i, now)).unwrap())
         .collect();
     let grants = Grants::new(Arc::new(keyring), ExternalTokens::Reject, None, 1_000_000);
     let mut next = 0usize;

@@ -118,12 +118,16 @@ fn main() {
     let policy = box_policy();
     let grants = Grants::new(keyring.clone(), ExternalTokens::Reject, None, 2 * N);
     // Warm the cache's lazily built parts with one entry, then start counting.
-    rt.block_on(grants.resolve(&keyring.seal(&claims(u64::MAX, now)), &policy.scopes, now))
-        .unwrap();
+    rt.block_on(grants.resolve(
+        &keyring.seal(&claims(u64::MAX, now)).unwrap(),
+        &policy.scopes,
+        now,
+    ))
+    .unwrap();
     let (h0, r0) = (live(), rss_bytes());
     rt.block_on(async {
         for i in 0..n {
-            let t = keyring.seal(&claims(i, now));
+            let t = keyring.seal(&claims(i, now)).unwrap();
             let (_, hit) = grants.resolve(&t, &policy.scopes, now).await.unwrap();
             assert!(!hit);
         }

@@ -23,7 +23,7 @@ use crate::gateway::Gateway;
 use crate::policy::ItemKind;
 use crate::revocation::{Event, Source, Target};
 use crate::scope::ScopeSet;
-use crate::token::{self, Claims, Restriction};
+use crate::token::{self, Claims, Restriction, SealError};
 use crate::upstream::UpstreamError;
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -211,14 +211,15 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
     };
     // A token longer than the bearer limit ([limits] token_bytes) would be
     // refused on every request: refuse to mint it instead.
-    let access_token = gw
-        .grants
-        .keyring()
-        .seal_checked(&claims)
-        .filter(|t| t.len() <= gw.config.limits.token_bytes)
-        .ok_or_else(|| {
-            OAuthError::invalid_grant("the subject token is too long to be downscoped")
-        })?;
+    let too_long = || OAuthError::invalid_grant("the subject token is too long to be downscoped");
+    let access_token = match gw.grants.keyring().seal_checked(&claims) {
+        Ok(t) if t.len() <= gw.config.limits.token_bytes => t,
+        Ok(_) | Err(SealError::TooLong) => return Err(too_long()),
+        Err(SealError::NoRandom) => {
+            tracing::error!("the OS random source failed: no token minted");
+            return Err(OAuthError::unavailable("no token could be minted; retry"));
+        }
+    };
     gw.metrics.tokens_minted.inc();
     let restricted_to: Vec<Value> = names
         .iter()

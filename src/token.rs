@@ -68,6 +68,15 @@ pub enum TokenError {
     Forged,
 }
 
+/// Why no token was minted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("the token would be longer than any bearer check accepts")]
+    TooLong,
+    #[error("the OS random source failed")]
+    NoRandom,
+}
+
 struct Key {
     id: String,
     key: LessSafeKey,
@@ -224,13 +233,12 @@ impl Keyring {
         s
     }
 
-    /// Seals claims under the primary key.
-    pub fn seal(&self, claims: &Claims) -> String {
+    /// Seals claims under the primary key. Fails only if the OS random
+    /// source does (the nonce must never repeat, so there is no fallback).
+    pub fn seal(&self, claims: &Claims) -> Result<String, SealError> {
         let key = &self.keys[self.primary];
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .expect("the OS random source failed");
+        self.rng.fill(&mut nonce).map_err(|_| SealError::NoRandom)?;
         let mut buf = serde_json::to_vec(claims).expect("claims always serialise");
         let aad = format!("{PREFIX}{}", key.id);
         key.key
@@ -243,15 +251,19 @@ impl Keyring {
         let mut body = Vec::with_capacity(NONCE_LEN + buf.len());
         body.extend_from_slice(&nonce);
         body.extend_from_slice(&buf);
-        format!("{aad}.{}", URL_SAFE_NO_PAD.encode(body))
+        Ok(format!("{aad}.{}", URL_SAFE_NO_PAD.encode(body)))
     }
 
     /// Seals claims, or `None` when the token would be longer than
     /// [`MAX_TOKEN_LEN`] and so refused by [`Keyring::open`] (and by every
     /// bearer check): the parent rides in the claims, JSON-escaped and then
     /// base64-encoded, so a parent of some 6 KB already seals too long.
-    pub fn seal_checked(&self, claims: &Claims) -> Option<String> {
-        Some(self.seal(claims)).filter(|t| t.len() <= MAX_TOKEN_LEN)
+    pub fn seal_checked(&self, claims: &Claims) -> Result<String, SealError> {
+        let token = self.seal(claims)?;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(SealError::TooLong);
+        }
+        Ok(token)
     }
 
     /// Opens a token. Any byte string gets an answer, never a panic.
@@ -325,7 +337,7 @@ mod tests {
     #[test]
     fn seal_then_open_round_trips_and_hides_the_parent() {
         let k = Keyring::generate("k1");
-        let t = k.seal(&claims());
+        let t = k.seal(&claims()).unwrap();
         assert!(t.starts_with("sg1.k1."));
         assert!(!t.contains("parent-secret"));
         assert_eq!(k.open(&t).unwrap(), claims());
@@ -335,7 +347,7 @@ mod tests {
     fn another_keyring_or_a_flipped_byte_is_refused() {
         let a = Keyring::generate("k1");
         let b = Keyring::generate("k1");
-        let t = a.seal(&claims());
+        let t = a.seal(&claims()).unwrap();
         assert_eq!(b.open(&t), Err(TokenError::Forged));
         let mut bytes = t.into_bytes();
         let last = bytes.len() - 3;
@@ -353,9 +365,9 @@ mod tests {
         let new = ring(&format!(
             "primary = \"b\"\n[[keys]]\nid = \"a\"\nsecret = \"{s1}\"\n[[keys]]\nid = \"b\"\nsecret = \"{s2}\"\n"
         ));
-        let t_old = old.seal(&claims());
+        let t_old = old.seal(&claims()).unwrap();
         assert_eq!(new.open(&t_old).unwrap(), claims());
-        let t_new = new.seal(&claims());
+        let t_new = new.seal(&claims()).unwrap();
         assert!(t_new.starts_with("sg1.b."));
         assert_eq!(old.open(&t_new), Err(TokenError::UnknownKey));
     }
@@ -366,7 +378,7 @@ mod tests {
         let k = ring(&format!(
             "primary = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"{s}\"\n[[keys]]\nid = \"b\"\nsecret = \"{s}\"\n"
         ));
-        let t = k.seal(&claims());
+        let t = k.seal(&claims()).unwrap();
         let moved = t.replacen("sg1.a.", "sg1.b.", 1);
         assert_eq!(k.open(&moved), Err(TokenError::Forged));
     }
@@ -379,8 +391,8 @@ mod tests {
         let k = Keyring::generate("k1");
         let mut c = claims();
         c.p = "\"".repeat(4000); // Escaped in the JSON: 8000 bytes.
-        assert_eq!(k.open(&k.seal(&c)), Err(TokenError::Malformed));
-        assert_eq!(k.seal_checked(&c), None);
+        assert_eq!(k.open(&k.seal(&c).unwrap()), Err(TokenError::Malformed));
+        assert_eq!(k.seal_checked(&c), Err(SealError::TooLong));
         c.p = "a".repeat(MAX_TOKEN_LEN / 2);
         let t = k.seal_checked(&c).expect("a 4 KB parent fits");
         assert_eq!(k.open(&t).unwrap(), c);
