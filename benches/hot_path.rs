@@ -6,7 +6,7 @@
 //! What each group measures:
 //! - `decision/cached`: the decision on a grant-cache hit, composed from the
 //!   library's public calls in the order `enforce::decide` runs them:
-//!   canonical target, route match, bearer-token digest + moka cache hit,
+//!   canonical target, route match, bearer-token digest + grant-cache hit,
 //!   revocation check (against a set holding 1,000 entries), scope check and
 //!   the object check for a file-restricted token (building the `Item` as
 //!   `enforce` does). Not included: hyper parsing, headers, the request id,
