@@ -144,7 +144,9 @@ fn format(out: &mut String, l: &Line<'_>, now: SystemTime, json: bool) {
         ts.push_to(out);
         out.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
         for (name, value) in fields(l) {
-            let _ = write!(out, ",\"{name}\":");
+            out.push_str(",\"");
+            out.push_str(name);
+            out.push_str("\":");
             match value {
                 Value::Str(s) | Value::Shown(s) => json_str(out, s),
                 Value::Num(n) => {
@@ -157,7 +159,9 @@ fn format(out: &mut String, l: &Line<'_>, now: SystemTime, json: bool) {
         ts.push_to(out);
         out.push_str("  INFO scopegate::gateway: request");
         for (name, value) in fields(l) {
-            let _ = write!(out, " {name}=");
+            out.push(' ');
+            out.push_str(name);
+            out.push('=');
             match value {
                 // Quoted as tracing prints a str (Debug); a JSON literal is
                 // the same text for anything a route name or reason holds.
