@@ -68,13 +68,12 @@ pub fn bearer(h: &HeaderMap) -> Result<&str, Rejection> {
     // A header value holds only tab, visible ASCII and obs-text (0x80 and
     // up), so `is_ascii` (word at a time) is `to_str`'s check, done fast:
     // a token is a few hundred bytes on every request.
-    if !v.as_bytes().is_ascii() {
-        return Err(Rejection::BadRequest(
-            "the Authorization header is not ASCII",
-        ));
-    }
     let v = std::str::from_utf8(v.as_bytes())
-        .map_err(|_| Rejection::BadRequest("the Authorization header is not ASCII"))?;
+        .ok()
+        .filter(|s| s.is_ascii())
+        .ok_or(Rejection::BadRequest(
+            "the Authorization header is not ASCII",
+        ))?;
     let (scheme, token) = v.split_once(' ').ok_or(Rejection::BadRequest(
         "the Authorization header is not `Bearer <token>`",
     ))?;

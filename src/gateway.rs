@@ -24,12 +24,10 @@ use crate::grant::Grants;
 use crate::introspect::Introspector;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::proxy::ClientSide;
+use crate::proxy::{ClientSide, X_REQUEST_ID};
 use crate::revocation::Revocations;
 use crate::token::Keyring;
 use crate::upstream::{Client, Origin};
-
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The `realm` of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "scopegate";

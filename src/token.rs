@@ -224,13 +224,7 @@ impl Keyring {
         let mut buf = [0u8; 32];
         let n = bytes.min(32);
         let _ = self.rng.fill(&mut buf[..n]);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(2 * n);
-        for b in &buf[..n] {
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 0xf) as usize] as char);
-        }
-        s
+        crate::digest::hex(&buf[..n])
     }
 
     /// Seals claims under the primary key. Fails only if the OS random

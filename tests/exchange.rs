@@ -189,13 +189,7 @@ async fn every_exchange_error_has_its_code() {
     );
     // A body that is not a form.
     let r = h
-        .call(
-            http::Method::POST,
-            "/oauth2/token",
-            None,
-            &[("content-type", "application/json")],
-            "{}",
-        )
+        .call_json(http::Method::POST, "/oauth2/token", None, "{}")
         .await;
     assert_eq!(
         (r.status, r.json()["error"].as_str()),

@@ -94,34 +94,16 @@ async fn uploads_and_moves_stay_inside_the_subtree() {
     // Move 1003 within the subtree: allowed. Out of it: refused.
     let json = |v: &str| format!("{{\"parent\":{{\"id\":\"{v}\"}}}}");
     let r = h
-        .call(
-            Method::PUT,
-            "/2.0/files/1003",
-            Some(&t),
-            &[("content-type", "application/json")],
-            json("110"),
-        )
+        .call_json(Method::PUT, "/2.0/files/1003", Some(&t), json("110"))
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     h.api.clear_recorded();
     let r = h
-        .call(
-            Method::PUT,
-            "/2.0/files/1003",
-            Some(&t),
-            &[("content-type", "application/json")],
-            json("200"),
-        )
+        .call_json(Method::PUT, "/2.0/files/1003", Some(&t), json("200"))
         .await;
     assert_eq!(r.status, 403);
     let r = h
-        .call(
-            Method::PUT,
-            "/2.0/folders/110",
-            Some(&t),
-            &[("content-type", "application/json")],
-            json("0"),
-        )
+        .call_json(Method::PUT, "/2.0/folders/110", Some(&t), json("0"))
         .await;
     assert_eq!(r.status, 403);
     assert!(
@@ -131,11 +113,10 @@ async fn uploads_and_moves_stay_inside_the_subtree() {
     );
     // Rename without a move needs no destination check.
     let r = h
-        .call(
+        .call_json(
             Method::PUT,
             "/2.0/files/1003",
             Some(&t),
-            &[("content-type", "application/json")],
             "{\"name\":\"q3-final.pdf\"}",
         )
         .await;
@@ -151,31 +132,18 @@ async fn a_file_token_can_neither_move_nor_copy_its_file() {
         .await;
     let body = "{\"parent\":{\"id\":\"100\"}}";
     let r = h
-        .call(
-            Method::PUT,
-            "/2.0/files/1001",
-            Some(&t),
-            &[("content-type", "application/json")],
-            body,
-        )
+        .call_json(Method::PUT, "/2.0/files/1001", Some(&t), body)
         .await;
     assert_eq!(r.status, 403);
     let r = h
-        .call(
-            Method::POST,
-            "/2.0/files/1001/copy",
-            Some(&t),
-            &[("content-type", "application/json")],
-            body,
-        )
+        .call_json(Method::POST, "/2.0/files/1001/copy", Some(&t), body)
         .await;
     assert_eq!(r.status, 403);
     let r = h
-        .call(
+        .call_json(
             Method::PUT,
             "/2.0/files/1001",
             Some(&t),
-            &[("content-type", "application/json")],
             "{\"name\":\"plan2.txt\"}",
         )
         .await;
@@ -223,26 +191,14 @@ async fn upload_preflight_is_checked_and_points_back_at_the_gateway() {
         format!("{{\"name\":\"pre.txt\",\"size\":5,\"parent\":{{\"id\":\"{parent}\"}}}}")
     };
     let r = h
-        .call(
-            Method::OPTIONS,
-            "/2.0/files/content",
-            Some(&t),
-            &[("content-type", "application/json")],
-            ask("111"),
-        )
+        .call_json(Method::OPTIONS, "/2.0/files/content", Some(&t), ask("111"))
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let url = r.json()["upload_url"].as_str().unwrap().to_string();
     let prefix = format!("http://{}/api/2.0/files/content?", h.addr);
     assert!(url.starts_with(&prefix), "{url}");
     let r = h
-        .call(
-            Method::OPTIONS,
-            "/2.0/files/content",
-            Some(&t),
-            &[("content-type", "application/json")],
-            ask("200"),
-        )
+        .call_json(Method::OPTIONS, "/2.0/files/content", Some(&t), ask("200"))
         .await;
     assert_eq!(r.status, 403);
     // The upload to the rewritten URL passes the same checks.

@@ -310,24 +310,27 @@ impl Origin {
 
     /// The full upstream URL for a canonical path and query.
     pub fn url(&self, path_and_query: http::uri::PathAndQuery) -> Result<Uri, UpstreamError> {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = self.base.scheme().cloned();
-        parts.authority = self.base.authority().cloned();
-        parts.path_and_query = Some(path_and_query);
-        Uri::from_parts(parts).map_err(|_| UpstreamError::Malformed)
+        with_path(&self.base, path_and_query)
     }
 }
 
 /// `base` (scheme and authority) joined with an origin-form path.
 pub fn join(base: &Uri, path_and_query: &str) -> Result<Uri, UpstreamError> {
+    let pq = path_and_query
+        .parse()
+        .map_err(|_| UpstreamError::Malformed)?;
+    with_path(base, pq)
+}
+
+/// `base`'s scheme and authority with `path_and_query`.
+pub(crate) fn with_path(
+    base: &Uri,
+    path_and_query: http::uri::PathAndQuery,
+) -> Result<Uri, UpstreamError> {
     let mut parts = http::uri::Parts::default();
     parts.scheme = base.scheme().cloned();
     parts.authority = base.authority().cloned();
-    parts.path_and_query = Some(
-        path_and_query
-            .parse()
-            .map_err(|_| UpstreamError::Malformed)?,
-    );
+    parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts).map_err(|_| UpstreamError::Malformed)
 }
 

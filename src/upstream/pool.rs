@@ -108,14 +108,11 @@ impl Pool {
 
     /// HTTP/2 names the scheme and authority in the request itself.
     fn absolute_form(&self, mut req: Request<Body>) -> Request<Body> {
-        if req.uri().scheme().is_none() {
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = self.origin.scheme().cloned();
-            parts.authority = self.origin.authority().cloned();
-            parts.path_and_query = req.uri().path_and_query().cloned();
-            if let Ok(uri) = Uri::from_parts(parts) {
-                *req.uri_mut() = uri;
-            }
+        if req.uri().scheme().is_none()
+            && let Some(pq) = req.uri().path_and_query().cloned()
+            && let Ok(uri) = super::with_path(&self.origin, pq)
+        {
+            *req.uri_mut() = uri;
         }
         req
     }

@@ -254,6 +254,24 @@ impl Harness {
         self.send(b.body(Full::new(body.into())).unwrap()).await
     }
 
+    /// A request with a JSON body.
+    pub async fn call_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        json: impl Into<Bytes>,
+    ) -> Resp {
+        self.call(
+            method,
+            path,
+            token,
+            &[("content-type", "application/json")],
+            json,
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Resp {
         self.call(Method::GET, path, Some(token), &[], Bytes::new())
             .await
