@@ -15,7 +15,6 @@
 //! Nothing is written until [`install`] runs (the binary does it), so tests
 //! and embedders that use the library get no stray output.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -96,14 +95,14 @@ pub fn write(line: &Line<'_>) {
         return;
     }
     thread_local! {
-        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         s.clear();
         format(&mut s, line, SystemTime::now(), sink.json);
         let mut buf = sink.buf.lock().unwrap_or_else(|p| p.into_inner());
-        buf.extend_from_slice(s.as_bytes());
+        buf.extend_from_slice(&s);
         if buf.len() > HIGH_WATER {
             // The writer is not keeping up: wait for stderr here, in order.
             let _ = std::io::stderr().lock().write_all(&buf);
@@ -136,66 +135,63 @@ fn fields<'a>(l: &'a Line<'_>) -> impl Iterator<Item = (&'static str, Value<'a>)
     .chain([("token", Value::Shown(l.token))])
 }
 
-/// The line as `tracing-subscriber` would print the same event.
-fn format(out: &mut String, l: &Line<'_>, now: SystemTime, json: bool) {
+/// The line as `tracing-subscriber` would print the same event. Bytes, not
+/// a `String`: every part is UTF-8 already, and the buffer it goes to is bytes.
+fn format(out: &mut Vec<u8>, l: &Line<'_>, now: SystemTime, json: bool) {
     let ts = Timestamp::from(now);
     if json {
-        out.push_str("{\"timestamp\":\"");
+        out.extend_from_slice(b"{\"timestamp\":\"");
         ts.push_to(out);
-        out.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
+        out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
         for (name, value) in fields(l) {
-            out.push_str(",\"");
-            out.push_str(name);
-            out.push_str("\":");
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
             match value {
                 Value::Str(s) | Value::Shown(s) => json_str(out, s),
-                Value::Num(n) => {
-                    let _ = write!(out, "{n}");
-                }
+                Value::Num(n) => push_num(out, n),
             }
         }
-        out.push_str("},\"target\":\"scopegate::gateway\"}\n");
+        out.extend_from_slice(b"},\"target\":\"scopegate::gateway\"}\n");
     } else {
         ts.push_to(out);
-        out.push_str("  INFO scopegate::gateway: request");
+        out.extend_from_slice(b"  INFO scopegate::gateway: request");
         for (name, value) in fields(l) {
-            out.push(' ');
-            out.push_str(name);
-            out.push('=');
+            out.push(b' ');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
             match value {
                 // Quoted as tracing prints a str (Debug); a JSON literal is
                 // the same text for anything a route name or reason holds.
                 Value::Str(s) => json_str(out, s),
-                Value::Shown(s) => out.push_str(s),
-                Value::Num(n) => {
-                    let _ = write!(out, "{n}");
-                }
+                Value::Shown(s) => out.extend_from_slice(s.as_bytes()),
+                Value::Num(n) => push_num(out, n),
             }
         }
-        out.push('\n');
+        out.push(b'\n');
     }
 }
 
 /// A JSON string literal (RFC 8259 7).
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
     if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         // Ids, hashes and route names: nothing to escape.
-        out.push_str(s);
-        out.push('"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
         return;
     }
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
             c if (c as u32) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c => out.push(c),
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 /// RFC 3339 in UTC with microseconds, as tracing-subscriber prints it.
@@ -234,7 +230,7 @@ impl From<SystemTime> for Timestamp {
 impl Timestamp {
     /// Appends the timestamp; digits by hand, since `write!` with padding
     /// was a visible share of the line's cost.
-    fn push_to(&self, out: &mut String) {
+    fn push_to(&self, out: &mut Vec<u8>) {
         let mut b = *b"0000-00-00T00:00:00.000000Z";
         let s = self.secs_of_day;
         digits(&mut b[0..4], self.year.max(0) as u64);
@@ -244,8 +240,23 @@ impl Timestamp {
         digits(&mut b[14..16], s / 60 % 60);
         digits(&mut b[17..19], s % 60);
         digits(&mut b[20..26], u64::from(self.micros));
-        out.push_str(std::str::from_utf8(&b).unwrap_or("0000-00-00T00:00:00.000000Z"));
+        out.extend_from_slice(&b);
     }
+}
+
+/// `n` in decimal (`write!` costs more than the rest of a field).
+fn push_num(out: &mut Vec<u8>, mut n: u64) {
+    let mut b = [0u8; 20];
+    let mut i = b.len();
+    loop {
+        i -= 1;
+        b[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&b[i..]);
 }
 
 /// `n` in decimal, right-aligned and zero-padded to `dst`'s width.
@@ -277,10 +288,10 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         let at = |secs: u64, micros: u64| {
-            let mut s = String::new();
+            let mut s = Vec::new();
             Timestamp::from(UNIX_EPOCH + Duration::from_micros(secs * 1_000_000 + micros))
                 .push_to(&mut s);
-            s
+            String::from_utf8(s).unwrap()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
         // 2024-02-29 (a leap day) 23:59:59.999999
@@ -291,11 +302,11 @@ mod tests {
 
     #[test]
     fn json_lines_have_tracing_shape() {
-        let mut s = String::new();
+        let mut s = Vec::new();
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         format(&mut s, &line(Some(99)), now, true);
-        assert!(s.ends_with('\n'));
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert!(s.ends_with(b"\n"));
+        let v: serde_json::Value = serde_json::from_slice(&s).unwrap();
         assert_eq!(v["timestamp"], "2023-11-14T22:13:20.000000Z");
         assert_eq!(v["level"], "INFO");
         assert_eq!(v["target"], "scopegate::gateway");
@@ -312,26 +323,35 @@ mod tests {
 
         s.clear();
         format(&mut s, &line(None), now, true);
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&s).unwrap();
         assert!(v["fields"].get("total_us").is_none());
     }
 
     #[test]
+    fn numbers_are_plain_decimal() {
+        for n in [0, 7, 10, 99, 100, 123_456, u64::MAX] {
+            let mut s = Vec::new();
+            push_num(&mut s, n);
+            assert_eq!(s, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
     fn json_strings_are_escaped() {
-        let mut s = String::new();
-        json_str(&mut s, "a\"b\\c\u{1}d");
-        assert_eq!(s, r#""a\"b\\c\u0001d""#);
-        let back: String = serde_json::from_str(&s).unwrap();
-        assert_eq!(back, "a\"b\\c\u{1}d");
+        let mut s = Vec::new();
+        json_str(&mut s, "a\"b\\c\u{1}dé");
+        assert_eq!(s, r#""a\"b\\c\u0001dé""#.as_bytes());
+        let back: String = serde_json::from_slice(&s).unwrap();
+        assert_eq!(back, "a\"b\\c\u{1}dé");
     }
 
     #[test]
     fn text_lines_have_tracing_shape() {
-        let mut s = String::new();
+        let mut s = Vec::new();
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         format(&mut s, &line(Some(99)), now, false);
         assert_eq!(
-            s,
+            String::from_utf8(s).unwrap(),
             "2023-11-14T22:13:20.000000Z  INFO scopegate::gateway: request \
              request_id=\"0123456789abcdef\" route=\"file.get\" method=GET decision=\"allow\" \
              reason=\"ok\" status=200 decision_us=12 total_us=99 token=58adff0d\n"

@@ -23,7 +23,7 @@ use crate::error::Rejection;
 use crate::gateway::Gateway;
 use crate::grant::{Forward, Grant, Item};
 use crate::policy::{ItemKind, ObjectRule, Route};
-use crate::proxy::{Permit, REWRITING};
+use crate::proxy::{Permit, rewriting};
 use crate::scope::{ScopeSet, ScopeTable};
 use crate::target::Target;
 use serde_json::Value;
@@ -31,10 +31,9 @@ use serde_json::Value;
 /// Headers that change whom the upstream acts for. Box honours `As-User`
 /// (act as another user) and `BoxApi: shared_link=...` (act through a shared
 /// link); a downscoped token must not reach past its parent's own view.
-static IMPERSONATING: [HeaderName; 2] = [
-    HeaderName::from_static("as-user"),
-    HeaderName::from_static("boxapi"),
-];
+fn impersonating(n: &HeaderName) -> bool {
+    matches!(n.as_str(), "as-user" | "boxapi")
+}
 
 /// The outcome the logs and metrics need besides the permit.
 pub struct Allowed {
@@ -49,7 +48,7 @@ pub struct Allowed {
 fn check_headers(h: &HeaderMap) -> Result<(), Rejection> {
     // One pass over the names present (a handful) instead of a lookup per
     // refused name.
-    if h.keys().any(|n| REWRITING.contains(n)) {
+    if h.keys().any(rewriting) {
         return Err(Rejection::BadRequest(
             "method or URL override headers are not accepted",
         ));
@@ -68,26 +67,33 @@ pub fn bearer(h: &HeaderMap) -> Result<&str, Rejection> {
     // A header value holds only tab, visible ASCII and obs-text (0x80 and
     // up), so `is_ascii` (word at a time) is `to_str`'s check, done fast:
     // a token is a few hundred bytes on every request.
-    let v = std::str::from_utf8(v.as_bytes())
-        .ok()
-        .filter(|s| s.is_ascii())
-        .ok_or(Rejection::BadRequest(
+    let v = v.as_bytes();
+    if !v.is_ascii() {
+        return Err(Rejection::BadRequest(
             "the Authorization header is not ASCII",
-        ))?;
-    let (scheme, token) = v.split_once(' ').ok_or(Rejection::BadRequest(
-        "the Authorization header is not `Bearer <token>`",
-    ))?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+        ));
+    }
+    // The scheme is a few bytes: a plain scan, not a string searcher.
+    let Some(space) = v.iter().position(|&b| b == b' ') else {
+        return Err(Rejection::BadRequest(
+            "the Authorization header is not `Bearer <token>`",
+        ));
+    };
+    if !v[..space].eq_ignore_ascii_case(b"bearer") {
         return Err(Rejection::NoToken);
     }
+    let token = &v[space + 1..];
     // RFC 6750 b64token: no spaces, nothing after the token. Every byte is
     // already visible ASCII, space or tab, so the smallest byte tells
     // (a reduction the compiler vectorises).
-    if token.bytes().min().is_none_or(|b| b <= b' ') {
+    if token.iter().copied().min().is_none_or(|b| b <= b' ') {
         return Err(Rejection::BadRequest(
             "the bearer token is empty or holds spaces or control bytes",
         ));
     }
+    // ASCII throughout, so this cannot fail.
+    let token = std::str::from_utf8(token)
+        .map_err(|_| Rejection::BadRequest("the Authorization header is not ASCII"))?;
     Ok(token)
 }
 
@@ -162,7 +168,7 @@ pub async fn decide(
                 needed: r.scope_names.clone(),
             });
         }
-        if grant.is_minted() && parts.headers.keys().any(|n| IMPERSONATING.contains(n)) {
+        if grant.is_minted() && parts.headers.keys().any(impersonating) {
             return Err(Rejection::Forbidden(
                 "As-User and BoxApi headers are not accepted with a downscoped token",
             ));

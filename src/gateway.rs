@@ -294,7 +294,8 @@ impl Gateway {
                     .ok()
                     .filter(|t| t.len() <= self.config.limits.token_bytes)
                     .map(|t| crate::digest::Digest::of(t.as_bytes()).short());
-                return self.refuse(rej, &route, &method, rid, token.as_deref(), decided);
+                let token = token.as_ref().map(crate::digest::Short::as_str);
+                return self.refuse(rej, &route, &method, rid, token, decided);
             }
         };
         if allowed.cache_hit {
@@ -342,11 +343,11 @@ impl Gateway {
                     status: resp.status().as_u16(),
                     decision_us: decided.as_micros() as u64,
                     total_us: Some(started.elapsed().as_micros() as u64),
-                    token: &token,
+                    token: token.as_str(),
                 });
                 resp
             }
-            Err(rej) => self.refuse(rej, &route, &method, rid, Some(&token), decided),
+            Err(rej) => self.refuse(rej, &route, &method, rid, Some(token.as_str()), decided),
         }
     }
 

@@ -44,20 +44,28 @@ impl Permit {
     }
 }
 
+// The header lists below are matched on a name's text: a `match` on
+// strings dispatches on the length first, so checking the handful of names
+// a request has costs a few compares each. (Comparing `HeaderName`s one by
+// one against each list, or parsing a `&str` into a name per lookup, were
+// both measurable on every request.)
+
 /// Headers that name the connection, not the message (RFC 9110 7.6.1), plus
-/// the proxy ones. Never forwarded in either direction. (Names, not strings:
-/// a `&str` is parsed into a name on every lookup, a measurable cost here.)
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+/// the proxy ones. Never forwarded in either direction.
+fn hop_by_hop(n: &HeaderName) -> bool {
+    matches!(
+        n.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 // The gateway's own headers toward the upstream.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -65,54 +73,93 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Client headers that would let it speak for the gateway; replaced.
-static SPOOFABLE: [HeaderName; 8] = [
-    header::HOST,
-    header::FORWARDED,
-    X_FORWARDED_FOR,
-    X_FORWARDED_HOST,
-    X_FORWARDED_PROTO,
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-real-ip"),
-    X_REQUEST_ID,
-];
+/// Client headers that would let it speak for the gateway: removed, or
+/// replaced by the gateway's own (see [`forward`]).
+fn spoofable(n: &HeaderName) -> bool {
+    matches!(
+        n.as_str(),
+        "host"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-host"
+            | "x-forwarded-proto"
+            | "x-forwarded-port"
+            | "x-real-ip"
+            | "x-request-id"
+    )
+}
+
+/// Spoofable headers the gateway always sets itself (see [`forward`]).
+fn gateway_sets(n: &HeaderName) -> bool {
+    matches!(
+        n.as_str(),
+        "x-forwarded-for" | "x-forwarded-proto" | "x-request-id"
+    )
+}
 
 /// Headers that ask a server to treat the request as another method or
 /// path than the one checked. Refused outright (400), not stripped, so a
 /// client that relies on one learns at once.
-pub static REWRITING: [HeaderName; 7] = [
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
-    HeaderName::from_static("x-original-url"),
-    HeaderName::from_static("x-rewrite-url"),
-    HeaderName::from_static("x-original-method"),
-    HeaderName::from_static("x-override-url"),
-];
+pub fn rewriting(n: &HeaderName) -> bool {
+    matches!(
+        n.as_str(),
+        "x-http-method-override"
+            | "x-http-method"
+            | "x-method-override"
+            | "x-original-url"
+            | "x-rewrite-url"
+            | "x-original-method"
+            | "x-override-url"
+    )
+}
 
 /// Removes hop-by-hop headers and every header the `Connection` header
 /// names; `Authorization` is set again by the caller afterwards, so naming it
 /// in `Connection` cannot drop or smuggle the checked token.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    remove_where(h, |n| HOP_BY_HOP.contains(n));
+    remove_where(h, |_| false);
 }
 
-/// Removes every header `doomed` picks, and (hop by hop) every header the
-/// `Connection` header names. One pass over the names present, a handful,
-/// instead of a hash lookup per name on the lists.
-fn remove_where(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let mut names: Vec<HeaderName> = h.keys().filter(|n| doomed(n)).cloned().collect();
-    if h.contains_key(header::CONNECTION) {
-        names.extend(
-            h.get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
-        );
+/// Removes the hop-by-hop headers, every header the `Connection` header
+/// names, and every header `also` picks. One pass over the names present, a
+/// handful, instead of a hash lookup per name on the lists; no allocation
+/// unless more than a few headers go.
+fn remove_where(h: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+    let mut names = Doomed::default();
+    for n in h.keys().filter(|n| hop_by_hop(n) || also(n)) {
+        names.push(n.clone());
     }
-    for n in names {
+    for v in h.get_all(header::CONNECTION) {
+        for option in v.as_bytes().split(|b| *b == b',') {
+            let option = option.trim_ascii();
+            // `keep-alive` (what upstreams send) is hop by hop already:
+            // not parsed into a name again on every answer.
+            if option.is_empty() || option.eq_ignore_ascii_case(b"keep-alive") {
+                continue;
+            }
+            if let Ok(n) = HeaderName::from_bytes(option) {
+                names.push(n);
+            }
+        }
+    }
+    for n in names.first.into_iter().flatten().chain(names.more) {
         h.remove(n);
+    }
+}
+
+/// The names [`remove_where`] drops: the first few inline.
+#[derive(Default)]
+struct Doomed {
+    first: [Option<HeaderName>; 4],
+    more: Vec<HeaderName>,
+}
+
+impl Doomed {
+    fn push(&mut self, n: HeaderName) {
+        match self.first.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some(n),
+            None => self.more.push(n),
+        }
     }
 }
 
@@ -136,11 +183,9 @@ pub async fn forward(
     side: ClientSide<'_>,
     metrics: &Metrics,
 ) -> Result<Response<Body>, Rejection> {
-    let pq = permit
-        .target
-        .into_path_and_query()
-        .map_err(|_| Rejection::BadGateway)?;
-    let uri = upstream.url(pq).map_err(|_| Rejection::BadGateway)?;
+    // Origin-form: the pool adds the scheme and authority where the
+    // protocol wants them (HTTP/2), and HTTP/1 sends just this.
+    let uri = Uri::from(permit.target.into_path_and_query());
     let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -148,7 +193,15 @@ pub async fn forward(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     let h = &mut parts.headers;
-    remove_where(h, |n| HOP_BY_HOP.contains(n) || SPOOFABLE.contains(n));
+    // Every spoofable header goes: removed here, or replaced below by an
+    // `insert` (which drops all of a name's values), so not removed twice.
+    let (sets_host, sets_forwarded_host) = (upstream.host.is_some(), original_host.is_some());
+    remove_where(h, |n| {
+        spoofable(n)
+            && !(gateway_sets(n)
+                || (n == header::HOST && sets_host)
+                || (n == X_FORWARDED_HOST && sets_forwarded_host))
+    });
     if let Some(host) = &upstream.host {
         h.insert(header::HOST, host.clone());
     }

@@ -22,14 +22,18 @@
 
 use std::borrow::Cow;
 
+use http::uri::PathAndQuery;
+
 /// A request target that passed the checks above.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// Canonical path, always starting with `/`, segments non-empty.
-    path: String,
-    /// The query as the client sent it (without `?`), checked for bytes that
-    /// could end the request line or smuggle a fragment.
-    query: Option<String>,
+    /// The canonical path (always starting with `/`, segments non-empty),
+    /// then `?` and the query as the client sent it, if it sent a non-empty
+    /// one (checked for bytes that could end the request line or smuggle a
+    /// fragment). This is what goes upstream.
+    pq: PathAndQuery,
+    /// Where the path ends in `pq`.
+    path_end: usize,
 }
 
 /// Why a target was refused. Each maps to a 400 with this text.
@@ -66,7 +70,7 @@ impl Target {
         if uri.scheme().is_some() || uri.authority().is_some() {
             return Err(TargetError::NotOriginForm);
         }
-        Target::parse_parts(uri.path(), uri.query())
+        Target::parse_uri(uri)
     }
 
     /// Parses the target of a request of this HTTP version. HTTP/2 always
@@ -76,13 +80,35 @@ impl Target {
     /// the path and query are read; HTTP/1 keeps refusing absolute-form.
     pub fn parse_request(uri: &http::Uri, version: http::Version) -> Result<Target, TargetError> {
         if version >= http::Version::HTTP_2 {
-            return Target::parse_parts(uri.path(), uri.query());
+            return Target::parse_uri(uri);
         }
         Target::parse(uri)
     }
 
+    /// The path and query of `uri`, which are forwarded as they came when
+    /// they are canonical already (most requests): no copy, no re-parse.
+    fn parse_uri(uri: &http::Uri) -> Result<Target, TargetError> {
+        let (path, query) = (uri.path(), uri.query());
+        let t = Target::check(path, query)?;
+        if let (Cow::Borrowed(canonical), Some(pq)) = (&t.path, uri.path_and_query())
+            // Exactly what was checked, byte for byte, or it is rebuilt.
+            && pq.path() == *canonical
+            && pq.query() == t.query
+        {
+            return Ok(Target {
+                pq: pq.clone(),
+                path_end: canonical.len(),
+            });
+        }
+        t.build()
+    }
+
     /// Parses a raw path and query (as in an origin-form request line).
     pub fn parse_parts(path: &str, query: Option<&str>) -> Result<Target, TargetError> {
+        Target::check(path, query)?.build()
+    }
+
+    fn check<'a>(path: &'a str, query: Option<&'a str>) -> Result<Checked<'a>, TargetError> {
         if path.len() + query.map_or(0, str::len) > MAX_TARGET_LEN {
             return Err(TargetError::TooLong);
         }
@@ -97,34 +123,50 @@ impl Target {
         {
             return Err(TargetError::BadQuery);
         }
-        Ok(Target {
-            path: path.into_owned(),
-            query: query.filter(|q| !q.is_empty()).map(str::to_owned),
+        Ok(Checked {
+            path,
+            query: query.filter(|q| !q.is_empty()),
         })
     }
 
     pub fn path(&self) -> &str {
-        &self.path
+        &self.pq.as_str()[..self.path_end]
     }
 
     pub fn query(&self) -> Option<&str> {
-        self.query.as_deref()
+        self.pq.query()
     }
 
     /// Segments of the canonical path (never empty strings).
     pub fn segments(&self) -> impl Iterator<Item = &str> {
-        self.path[1..].split('/')
+        self.path()[1..].split('/')
     }
 
-    /// Path and query, as forwarded upstream, reusing the path's buffer.
-    pub fn into_path_and_query(self) -> Result<http::uri::PathAndQuery, TargetError> {
-        let mut pq = self.path;
+    /// Path and query, as forwarded upstream.
+    pub fn into_path_and_query(self) -> PathAndQuery {
+        self.pq
+    }
+}
+
+/// A path and query that passed the checks, before it is a [`Target`].
+struct Checked<'a> {
+    path: Cow<'a, str>,
+    query: Option<&'a str>,
+}
+
+impl Checked<'_> {
+    fn build(self) -> Result<Target, TargetError> {
+        let path_end = self.path.len();
+        let mut pq = self.path.into_owned();
         if let Some(q) = self.query {
+            pq.reserve(q.len() + 1);
             pq.push('?');
-            pq.push_str(&q);
+            pq.push_str(q);
         }
-        http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
-            .map_err(|_| TargetError::ForbiddenByte)
+        // Checked above to hold only bytes a request target may hold.
+        let pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
+            .map_err(|_| TargetError::ForbiddenByte)?;
+        Ok(Target { pq, path_end })
     }
 }
 
@@ -135,25 +177,27 @@ fn canonical_path(path: &str) -> Result<Cow<'_, str>, TargetError> {
     if rest.is_empty() {
         return Ok(Cow::Borrowed(path));
     }
+    // One pass over the bytes, a table lookup each (this runs on every
+    // request); a segment's own checks run where it ends. An empty or dot
+    // segment holds no byte the table refuses, so the first error found is
+    // the one a segment-by-segment reading finds first.
+    let bytes = rest.as_bytes();
     let mut needs_rewrite = false;
-    for seg in rest.split('/') {
-        if seg.is_empty() {
-            return Err(TargetError::EmptySegment);
-        }
-        if seg == "." || seg == ".." {
-            return Err(TargetError::DotSegment);
-        }
-        for &b in seg.as_bytes() {
-            match b {
-                b'\\' | b';' | b'#' | b'?' => return Err(TargetError::ForbiddenByte),
-                0..=0x20 | 0x7f..=0xff => return Err(TargetError::ForbiddenByte),
-                // `%`, and raw bytes the canonical form escapes (`^`, `|`,
-                // `"`, ...): one spelling only, whichever the client used.
-                _ if !is_plain(b) => needs_rewrite = true,
-                _ => {}
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match BYTE_CLASS[b as usize] {
+            Class::Plain => {}
+            Class::Slash => {
+                check_segment(&bytes[start..i])?;
+                start = i + 1;
             }
+            // `%`, and raw bytes the canonical form escapes (`^`, `|`,
+            // `"`, ...): one spelling only, whichever the client used.
+            Class::Rewrite => needs_rewrite = true,
+            Class::Forbidden => return Err(TargetError::ForbiddenByte),
         }
     }
+    check_segment(&bytes[start..])?;
     if !needs_rewrite {
         return Ok(Cow::Borrowed(path));
     }
@@ -168,6 +212,42 @@ fn canonical_path(path: &str) -> Result<Cow<'_, str>, TargetError> {
     }
     Ok(Cow::Owned(out))
 }
+
+fn check_segment(seg: &[u8]) -> Result<(), TargetError> {
+    match seg {
+        b"" => Err(TargetError::EmptySegment),
+        b"." | b".." => Err(TargetError::DotSegment),
+        _ => Ok(()),
+    }
+}
+
+/// What a raw path byte means to the first pass.
+#[derive(Clone, Copy)]
+enum Class {
+    /// Kept as it is (see [`is_plain`]).
+    Plain,
+    Slash,
+    /// Allowed, but the canonical form spells it otherwise.
+    Rewrite,
+    /// `\`, `;`, `#`, `?`, controls, space and non-ASCII.
+    Forbidden,
+}
+
+static BYTE_CLASS: [Class; 256] = {
+    let mut t = [Class::Rewrite; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        t[b] = match byte {
+            b'/' => Class::Slash,
+            b'\\' | b';' | b'#' | b'?' | 0..=0x20 | 0x7f..=0xff => Class::Forbidden,
+            _ if is_plain(byte) => Class::Plain,
+            _ => Class::Rewrite,
+        };
+        b += 1;
+    }
+    t
+};
 
 fn decode_segment(seg: &str) -> Result<String, TargetError> {
     let bytes = seg.as_bytes();
@@ -201,7 +281,7 @@ fn decode_segment(seg: &str) -> Result<String, TargetError> {
 }
 
 /// RFC 3986 unreserved characters and the sub-delims a segment may hold raw.
-fn is_plain(b: u8) -> bool {
+const fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -241,7 +321,7 @@ mod tests {
     use super::*;
 
     fn p(path: &str) -> Result<String, TargetError> {
-        Target::parse_parts(path, None).map(|t| t.path)
+        Target::parse_parts(path, None).map(|t| t.path().to_owned())
     }
 
     #[test]
@@ -315,7 +395,7 @@ mod tests {
     fn http2_targets_carry_scheme_and_authority_and_are_read_by_path() {
         let uri: http::Uri = "http://127.0.0.1:8080/2.0/fil%65s/1?x=1".parse().unwrap();
         let t = Target::parse_request(&uri, http::Version::HTTP_2).unwrap();
-        assert_eq!(t.into_path_and_query().unwrap(), "/2.0/files/1?x=1");
+        assert_eq!(t.into_path_and_query(), "/2.0/files/1?x=1");
         // The path checks still apply to h2.
         let bad: http::Uri = "https://h/2.0/files/%2e%2e/2".parse().unwrap();
         assert_eq!(
@@ -330,12 +410,29 @@ mod tests {
     }
 
     #[test]
+    fn a_canonical_target_is_forwarded_as_received_and_others_rebuilt() {
+        let fwd = |raw: &str| {
+            let uri: http::Uri = raw.parse().unwrap();
+            Target::parse(&uri).unwrap().into_path_and_query()
+        };
+        assert_eq!(fwd("/2.0/files/1?fields=name"), "/2.0/files/1?fields=name");
+        assert_eq!(
+            fwd("/2.0/fil%65s/1?fields=name"),
+            "/2.0/files/1?fields=name"
+        );
+        assert_eq!(fwd("/2.0/files/a^b"), "/2.0/files/a%5Eb");
+        // An empty query is not forwarded, whichever way the path went.
+        assert_eq!(fwd("/2.0/files/1?"), "/2.0/files/1");
+        assert_eq!(fwd("/2.0/fil%65s/1?"), "/2.0/files/1");
+        let t = Target::parse(&"/2.0/files/1?x=1".parse().unwrap()).unwrap();
+        assert_eq!((t.path(), t.query()), ("/2.0/files/1", Some("x=1")));
+        assert_eq!(Target::parse_parts("/2.0/files/1", Some("x=1")), Ok(t));
+    }
+
+    #[test]
     fn query_is_kept_and_checked() {
         let t = Target::parse_parts("/2.0/files/1", Some("fields=name,size")).unwrap();
-        assert_eq!(
-            t.into_path_and_query().unwrap(),
-            "/2.0/files/1?fields=name,size"
-        );
+        assert_eq!(t.into_path_and_query(), "/2.0/files/1?fields=name,size");
         assert_eq!(
             Target::parse_parts("/2.0/files/1", Some("a=b#frag")),
             Err(TargetError::BadQuery)

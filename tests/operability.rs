@@ -425,7 +425,7 @@ async fn metrics_move_with_traffic_and_no_token_reaches_logs_or_metrics() {
     );
     let short = scopegate::digest::Digest::of(t.as_bytes()).short();
     assert!(
-        logs.contains(&short),
+        logs.contains(short.as_str()),
         "requests are correlated by the token's short hash"
     );
     for secret in [t.as_str(), PARENT, &t[t.len() - 24..], "sg1.t1.forged"] {
