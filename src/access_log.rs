@@ -5,7 +5,8 @@
 //! per request to be the largest part of a request's own CPU. The line has
 //! exactly the shape `tracing-subscriber` gives an event (JSON or text), so
 //! one stream of logs still parses one way, and `SCOPEGATE_LOG` still
-//! decides whether it is written (target `scopegate::gateway`, level INFO).
+//! decides whether it is written (target `scopegate::gateway`, level INFO;
+//! the filter is fixed at start, so it is asked once, in [`install`]).
 //!
 //! Lines go into a shared buffer that a writer thread empties every
 //! [`FLUSH_EVERY`]; a request never waits on stderr unless the buffer is
@@ -49,9 +50,14 @@ struct Sink {
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 
-/// Starts writing request lines to stderr, as JSON or text. Once per
-/// process; later calls change nothing.
+/// Starts writing request lines to stderr, as JSON or text, if the
+/// installed `tracing` filter enables them. Call it after the subscriber is
+/// set: the filter (`SCOPEGATE_LOG`) is read once here, not per request.
+/// Once per process; later calls change nothing.
 pub fn install(json: bool) {
+    if !tracing::enabled!(target: "scopegate::gateway", tracing::Level::INFO) {
+        return;
+    }
     let fresh = SINK
         .set(Sink {
             json,
@@ -88,12 +94,9 @@ pub fn flush() {
     let _ = std::io::stderr().lock().write_all(&spare);
 }
 
-/// Logs one request, if logging is installed and INFO is enabled for it.
+/// Logs one request, if logging is installed (and so INFO is enabled for it).
 pub fn write(line: &Line<'_>) {
     let Some(sink) = SINK.get() else { return };
-    if !tracing::enabled!(target: "scopegate::gateway", tracing::Level::INFO) {
-        return;
-    }
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }

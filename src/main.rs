@@ -178,12 +178,12 @@ fn init_logging(json: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    scopegate::access_log::install(json);
     if json {
         b.json().init();
     } else {
         b.init();
     }
+    scopegate::access_log::install(json);
 }
 
 /// SIGTERM or Ctrl-C.

@@ -342,6 +342,53 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
 }
 
 #[tokio::test]
+async fn scopegate_log_above_info_writes_no_request_lines() {
+    let upstream = slow_upstream(Duration::from_millis(0)).await;
+    let dir = temp_dir("quiet");
+    let cfg = write_config(
+        &dir,
+        upstream,
+        &Opts {
+            tokens: "external = \"pass_through\"".into(),
+            ..Default::default()
+        },
+    );
+    let run = |level: &'static str| {
+        let cfg = cfg.clone();
+        async move {
+            let logs = Arc::new(std::sync::Mutex::new(String::new()));
+            let mut p =
+                spawn_gateway_env(&cfg, Some(logs.clone()), &[("SCOPEGATE_LOG", level)]).await;
+            let req = http::Request::get(p.url("/2.0/folders/0"))
+                .header("authorization", "Bearer opaque-external")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            assert_eq!(send(&client(), req).await.status, 200);
+            let pid = p.child.id().unwrap().to_string();
+            assert!(
+                std::process::Command::new("kill")
+                    .args(["-TERM", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let status = tokio::time::timeout(Duration::from_secs(10), p.child.wait())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(status.code(), Some(0));
+            // stderr is read by a task: give it the last lines.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            logs.lock().unwrap().clone()
+        }
+    };
+    let info = run("info").await;
+    assert!(info.contains("request_id="), "{info}");
+    let warn = run("warn").await;
+    assert!(!warn.contains("request_id="), "{warn}");
+}
+
+#[tokio::test]
 async fn metrics_move_with_traffic_and_no_token_reaches_logs_or_metrics() {
     let (_api, addr, stop) = start_api().await;
     let dir = temp_dir("metrics");

@@ -395,9 +395,19 @@ pub async fn spawn_gateway_logged(
     config: &Path,
     logs: Option<Arc<std::sync::Mutex<String>>>,
 ) -> Proc {
+    spawn_gateway_env(config, logs, &[]).await
+}
+
+/// Like [`spawn_gateway_logged`], with extra environment variables.
+pub async fn spawn_gateway_env(
+    config: &Path,
+    logs: Option<Arc<std::sync::Mutex<String>>>,
+    env: &[(&str, &str)],
+) -> Proc {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_scopegate"))
         .args(["serve", "--config", config.to_str().unwrap()])
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(if logs.is_some() {
             std::process::Stdio::piped()
