@@ -12,7 +12,10 @@
 //! The tokens are minted and dropped one at a time, so only what the cache
 //! keeps is counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+/// The allocator the binary uses (src/main.rs), so RSS is what a deployment sees.
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
@@ -33,25 +36,25 @@ static LIVE: AtomicIsize = AtomicIsize::new(0);
 // only observes sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
+        let p = unsafe { INNER.alloc(l) };
         if !p.is_null() {
             LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
         }
         p
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
+        unsafe { INNER.dealloc(p, l) };
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
+        let p = unsafe { INNER.alloc_zeroed(l) };
         if !p.is_null() {
             LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
         }
         p
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
+        let q = unsafe { INNER.realloc(p, l, new) };
         if !q.is_null() {
             LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
         }

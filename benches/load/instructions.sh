@@ -6,7 +6,8 @@
 #
 # Runs each proxy under valgrind --tool=callgrind on core 1, the upstream (nginx)
 # on core 0, warms it up, then counts only while wrk sends the bench traffic
-# (all cache hits): scopegate, and floor.rs (a bare hyper proxy) with
+# (all cache hits): scopegate, nginx as the plain proxy of run.sh (one
+# process, `master_process off`), and floor.rs (a bare hyper proxy) with
 # hyper-util's pooled client and with one upstream connection per client
 # connection. valgrind's CPU model has no SHA extensions, so scopegate's
 # SHA-256 of the token costs ~15k instructions here against a few hundred
@@ -52,5 +53,6 @@ count() { # name port command...
 
 # (Environment through the function call: valgrind must start the program itself.)
 SCOPEGATE_WORKERS=1 count scopegate $SG "$ROOT/target/release/scopegate" serve --config scopegate.toml
+count nginx 18082 nginx -p "$OUT" -c "$OUT/proxy.conf" -g 'daemon off; master_process off;'
 count floor $FL "$ROOT/target/release/examples/floor" "127.0.0.1:$FL" "http://127.0.0.1:$UP"
 FLOOR_POOL=conn count floor-conn $FL "$ROOT/target/release/examples/floor" "127.0.0.1:$FL" "http://127.0.0.1:$UP"
