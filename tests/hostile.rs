@@ -276,6 +276,16 @@ fn cases(t: &str) -> Vec<Case> {
             ),
             Forwarded(forwarding_headers_replaced),
         ),
+        // Each is replaced whole: none of the client's repeated values survives.
+        c(
+            "client-sent forwarding headers, each twice",
+            get(
+                ALLOWED_PATH,
+                t,
+                "X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Host: evil2.example\r\n",
+            ),
+            Forwarded(forwarding_headers_replaced),
+        ),
         c(
             "Host naming another host",
             format!("GET {ALLOWED_PATH} HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {t}\r\n\r\n").into_bytes(),

@@ -279,18 +279,39 @@ async fn slow_upstream(delay: Duration) -> std::net::SocketAddr {
     addr
 }
 
-#[tokio::test]
-async fn sigterm_drains_in_flight_requests_then_exits_zero() {
-    let upstream = slow_upstream(Duration::from_millis(1500)).await;
-    let dir = temp_dir("drain");
-    let cfg = write_config(
-        &dir,
+/// A gateway config in front of `upstream` that passes external tokens through.
+fn pass_through_config(name: &str, upstream: std::net::SocketAddr) -> std::path::PathBuf {
+    write_config(
+        &temp_dir(name),
         upstream,
         &Opts {
             tokens: "external = \"pass_through\"".into(),
             ..Default::default()
         },
+    )
+}
+
+/// SIGTERM to the gateway process; returns its exit code.
+async fn terminate(p: &mut Proc) -> Option<i32> {
+    let pid = p.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
     );
+    tokio::time::timeout(Duration::from_secs(10), p.child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+        .code()
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let upstream = slow_upstream(Duration::from_millis(1500)).await;
+    let cfg = pass_through_config("drain", upstream);
     let logs = Arc::new(std::sync::Mutex::new(String::new()));
     let mut p = spawn_gateway_logged(&cfg, Some(logs.clone())).await;
     let url = p.url("/2.0/folders/0");
@@ -302,28 +323,18 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         send(&client(), req).await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = p.child.id().unwrap();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let addr = p.addr;
+    let exit = tokio::spawn(async move { terminate(&mut p).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are refused while the old request drains.
     assert!(
-        tokio::net::TcpStream::connect(p.addr).await.is_err(),
+        tokio::net::TcpStream::connect(addr).await.is_err(),
         "listener closed after SIGTERM"
     );
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200, "the in-flight request completed");
     assert_eq!(r.json()["slow"], true);
-    let status = tokio::time::timeout(Duration::from_secs(10), p.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(exit.await.unwrap(), Some(0));
     // The drained request's log line was still queued when the drain ended
     // (lines are flushed every 20 ms): it is written before the exit.
     let id = r.header("x-request-id");
@@ -344,15 +355,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
 #[tokio::test]
 async fn scopegate_log_above_info_writes_no_request_lines() {
     let upstream = slow_upstream(Duration::from_millis(0)).await;
-    let dir = temp_dir("quiet");
-    let cfg = write_config(
-        &dir,
-        upstream,
-        &Opts {
-            tokens: "external = \"pass_through\"".into(),
-            ..Default::default()
-        },
-    );
+    let cfg = pass_through_config("quiet", upstream);
     let run = |level: &'static str| {
         let cfg = cfg.clone();
         async move {
@@ -364,19 +367,7 @@ async fn scopegate_log_above_info_writes_no_request_lines() {
                 .body(Full::new(Bytes::new()))
                 .unwrap();
             assert_eq!(send(&client(), req).await.status, 200);
-            let pid = p.child.id().unwrap().to_string();
-            assert!(
-                std::process::Command::new("kill")
-                    .args(["-TERM", &pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
-            let status = tokio::time::timeout(Duration::from_secs(10), p.child.wait())
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(status.code(), Some(0));
+            assert_eq!(terminate(&mut p).await, Some(0));
             // stderr is read by a task: give it the last lines.
             tokio::time::sleep(Duration::from_millis(200)).await;
             logs.lock().unwrap().clone()
