@@ -91,9 +91,11 @@ impl Target {
         let (path, query) = (uri.path(), uri.query());
         let t = Target::check(path, query)?;
         if let (Cow::Borrowed(canonical), Some(pq)) = (&t.path, uri.path_and_query())
-            // Exactly what was checked, byte for byte, or it is rebuilt.
+            // Exactly what was checked, byte for byte, and nothing else
+            // (the length rules out any other part), or it is rebuilt.
             && pq.path() == *canonical
             && pq.query() == t.query
+            && pq.as_str().len() == canonical.len() + t.query.map_or(0, |q| q.len() + 1)
         {
             return Ok(Target {
                 pq: pq.clone(),
