@@ -248,18 +248,11 @@ impl Timestamp {
 }
 
 /// `n` in decimal (`write!` costs more than the rest of a field).
-fn push_num(out: &mut Vec<u8>, mut n: u64) {
+fn push_num(out: &mut Vec<u8>, n: u64) {
+    let width = n.checked_ilog10().map_or(1, |l| l as usize + 1);
     let mut b = [0u8; 20];
-    let mut i = b.len();
-    loop {
-        i -= 1;
-        b[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&b[i..]);
+    digits(&mut b[..width], n);
+    out.extend_from_slice(&b[..width]);
 }
 
 /// `n` in decimal, right-aligned and zero-padded to `dst`'s width.

@@ -57,40 +57,54 @@ impl Digest {
     /// The first 8 hex digits: enough to correlate log lines, far too little
     /// to guess or replay anything.
     pub fn short(&self) -> Short {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 8];
-        for (i, b) in self.0[..4].iter().enumerate() {
-            out[2 * i] = HEX[usize::from(b >> 4)];
-            out[2 * i + 1] = HEX[usize::from(b & 0xf)];
-        }
-        Short(out)
+        HexText::of(&self.0[..4])
     }
 }
 
-/// A digest's first 8 hex digits, kept inline (one goes into every log line).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Short([u8; 8]);
-
-impl Short {
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("????????")
-    }
-}
-
-impl fmt::Display for Short {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from_digit((b >> 4) as u32, 16).unwrap_or('0'));
-        s.push(char::from_digit((b & 0xf) as u32, 16).unwrap_or('0'));
+    bytes
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect()
+}
+
+/// `N` lower-case hex digits kept inline, without an allocation: a
+/// digest's short form (one in every log line), a request id.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HexText<const N: usize>([u8; N]);
+
+/// A digest's first 8 hex digits.
+pub type Short = HexText<8>;
+
+impl<const N: usize> HexText<N> {
+    /// The hex of the first `N / 2` bytes of `bytes`.
+    pub(crate) fn of(bytes: &[u8]) -> HexText<N> {
+        let mut out = [0u8; N];
+        for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        HexText(out)
     }
-    s
+
+    pub fn as_str(&self) -> &str {
+        // Hex digits only, so this cannot fail.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<const N: usize> fmt::Display for HexText<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl fmt::Debug for Digest {
@@ -130,6 +144,16 @@ mod tests {
         assert_eq!(Digest::from_hex("abc"), None);
         assert_eq!(Digest::from_hex(&"g".repeat(32)), None);
         assert_ne!(Digest::of(b"a"), Digest::of(b"b"));
+    }
+
+    #[test]
+    fn inline_hex_is_the_same_text_as_hex() {
+        let z = 0x0123_4567_89ab_cdef_u64;
+        let id = HexText::<16>::of(&z.to_be_bytes());
+        assert_eq!(id.as_str(), "0123456789abcdef");
+        assert_eq!(id.as_str(), format!("{z:016x}"));
+        assert_eq!(hex(&z.to_be_bytes()), id.as_str());
+        assert_eq!(id.as_bytes(), id.as_str().as_bytes());
     }
 
     #[test]

@@ -85,17 +85,7 @@ struct RequestIds {
 }
 
 /// One request's id, as text.
-struct RequestId([u8; 16]);
-
-impl RequestId {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("0000000000000000")
-    }
-
-    fn header_value(&self) -> HeaderValue {
-        HeaderValue::from_bytes(&self.0).expect("hex is a valid header value")
-    }
-}
+type RequestId = crate::digest::HexText<16>;
 
 impl RequestIds {
     fn new(keyring: &Keyring) -> RequestIds {
@@ -116,12 +106,7 @@ impl RequestIds {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 16];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = HEX[(z >> (60 - 4 * i) & 0xf) as usize];
-        }
-        RequestId(out)
+        RequestId::of(&z.to_be_bytes())
     }
 }
 
@@ -237,7 +222,9 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let id = self.request_ids.next();
-        let (rid, rid_value) = (id.as_str(), id.header_value());
+        let rid = id.as_str();
+        let rid_value =
+            HeaderValue::from_bytes(id.as_bytes()).expect("hex is a valid header value");
         let origin = self.cors.allowed(req.headers()).cloned();
         let mut resp = if let Some(pre) = self.cors.preflight(req.method(), req.headers()) {
             pre

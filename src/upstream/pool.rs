@@ -69,8 +69,9 @@ impl Pool {
         })
     }
 
-    /// Sends `req` (its URI already absolute for this origin, its `Host`
-    /// set) and returns the answer, whose body hands the connection back.
+    /// Sends `req` (its URI in origin form, the path and query that HTTP/1.1
+    /// sends to an origin server (RFC 9112 3.2.1), its `Host` set) and
+    /// returns the answer, whose body hands the connection back.
     pub async fn send(
         self: &Arc<Pool>,
         mut req: Request<Body>,
@@ -95,7 +96,7 @@ impl Pool {
         req: Request<Body>,
     ) -> Result<Response<Body>, Unsent> {
         match sender {
-            Sender::H1(mut s) => match s.try_send_request(origin_form(req)).await {
+            Sender::H1(mut s) => match s.try_send_request(req).await {
                 Ok(resp) => Ok(self.give_back_after(resp, s)),
                 Err(mut e) => Err(Unsent(e.take_message(), e.into_error())),
             },
@@ -189,19 +190,6 @@ impl Pool {
             Ok(Sender::H1(s))
         }
     }
-}
-
-/// HTTP/1.1 to an origin server takes the path and query only (RFC 9112
-/// 3.2.1); hyper writes whatever target it is given.
-fn origin_form(mut req: Request<Body>) -> Request<Body> {
-    if req.uri().scheme().is_some() {
-        let mut parts = http::uri::Parts::default();
-        parts.path_and_query = req.uri().path_and_query().cloned();
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
-    }
-    req
 }
 
 /// A failed send, with the request when hyper did not write it.
