@@ -7,7 +7,9 @@
 //! - `decision/cached`: the decision on a grant-cache hit, composed from the
 //!   library's public calls in the order `enforce::decide` runs them:
 //!   canonical target, route match, bearer-token digest + grant-cache hit,
-//!   revocation check (against a set holding 1,000 entries), scope check and
+//!   revocation check (against a set holding 1,000 entries, through the
+//!   grant's mark as `enforce` does: no lookup while nothing was revoked
+//!   since the grant's last check), scope check and
 //!   the object check for a file-restricted token (building the `Item` as
 //!   `enforce` does). Not included: hyper parsing, headers, the request id,
 //!   metrics and the log line (those are in the load benchmark).
@@ -16,7 +18,8 @@
 //! - `token/seal` and `token/verify_miss`: minting, and what a cache miss
 //!   costs (digest + AES-GCM open + JSON claims + `Grant::from_claims`).
 //! - `revocation/1M`: `RevocationState::is_revoked` with 1,000,000 token
-//!   entries, for a revoked and a not-revoked token.
+//!   entries, for a revoked and a not-revoked token; and the check a cached
+//!   grant makes (`is_revoked_checked`) when nothing changed since its last.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use scopegate::config::ExternalTokens;
 use scopegate::digest::Digest;
 use scopegate::grant::{Grant, Grants, Item};
 use scopegate::policy::ItemKind;
-use scopegate::revocation::{Event, RevocationState, Source, Target as RevTarget};
+use scopegate::revocation::{Checked, Event, RevocationState, Source, Target as RevTarget};
 use scopegate::target::Target;
 
 mod common;
@@ -93,7 +96,8 @@ fn decision(c: &mut Criterion) {
                         .await
                         .unwrap();
                     debug_assert!(hit);
-                    assert!(!revocations.is_revoked(
+                    assert!(!revocations.is_revoked_checked(
+                        grant.checked(),
                         grant.token_hash(),
                         grant.family(),
                         grant.subject(),
@@ -258,6 +262,24 @@ fn revocation(c: &mut Criterion) {
         b.iter(|| {
             k = (k + 1) & 1023;
             assert!(!state.is_revoked(black_box(&absent[k]), &fam, Some("11446498"), Some(now)))
+        })
+    });
+    // 1024 cached grants' marks, each checked once already.
+    let marks: Vec<Checked> = (0..1024).map(|_| Checked::new()).collect();
+    for (m, d) in marks.iter().zip(&absent) {
+        assert!(!state.is_revoked_checked(m, d, &fam, Some("11446498"), Some(now)));
+    }
+    g.bench_function("is_revoked_checked/unchanged", |b| {
+        let mut k = 0;
+        b.iter(|| {
+            k = (k + 1) & 1023;
+            assert!(!state.is_revoked_checked(
+                black_box(&marks[k]),
+                &absent[k],
+                &fam,
+                Some("11446498"),
+                Some(now)
+            ))
         })
     });
     g.finish();

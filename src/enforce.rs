@@ -4,7 +4,8 @@
 //! 1. canonicalise the target ([`crate::target`]) and refuse ambiguous headers;
 //! 2. match the route ([`crate::policy`]);
 //! 3. read the bearer token and resolve it to a grant ([`crate::grant`]);
-//! 4. check revocation (every request, cached grant or not);
+//! 4. check revocation (every request, cached grant or not; a cached grant
+//!    skips the lookups while nothing was revoked since its last check);
 //! 5. check the route's scopes against the grant;
 //! 6. check the route's object against the grant's restriction, reading
 //!    only as much of the body as the route's object rule needs;
@@ -146,7 +147,8 @@ pub async fn decide(
                 "the revocation stream is not confirmed live",
             ));
         }
-        if gw.revocations.is_revoked(
+        if gw.revocations.is_revoked_checked(
+            grant.checked(),
             grant.token_hash(),
             grant.family(),
             grant.subject(),

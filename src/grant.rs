@@ -20,6 +20,7 @@ use crate::digest::Digest;
 use crate::error::Rejection;
 use crate::introspect::{Introspected, Introspector};
 use crate::policy::ItemKind;
+use crate::revocation::Checked;
 use crate::scope::{ScopeSet, ScopeTable};
 use crate::token::{self, Claims, Keyring, TokenError};
 
@@ -50,6 +51,9 @@ pub struct Grant {
     token_hash: Digest,
     family: Digest,
     forward: Forward,
+    /// The revocation state's generation when this grant was last found
+    /// not revoked: lets a cached grant skip the revocation lookups.
+    checked: Checked,
 }
 
 impl Grant {
@@ -77,6 +81,10 @@ impl Grant {
     }
     pub fn forward(&self) -> &Forward {
         &self.forward
+    }
+    /// Where the last "not revoked" verdict for this grant was reached.
+    pub fn checked(&self) -> &Checked {
+        &self.checked
     }
     pub fn is_minted(&self) -> bool {
         matches!(self.forward, Forward::Parent(_))
@@ -106,6 +114,7 @@ impl Grant {
             token_hash,
             family: c.fam,
             forward: Forward::Parent(parent),
+            checked: Checked::new(),
         })
     }
 
@@ -127,6 +136,7 @@ impl Grant {
             token_hash,
             family: token_hash,
             forward: Forward::AsIs,
+            checked: Checked::new(),
         }
     }
 
@@ -142,6 +152,7 @@ impl Grant {
             token_hash,
             family: token_hash,
             forward: Forward::AsIs,
+            checked: Checked::new(),
         }
     }
 }

@@ -21,7 +21,8 @@ CONNS=${CONNS:-64}
 if [ "$QUICK" = 1 ]; then
   ROUNDS=${ROUNDS:-1}; DUR=${DUR:-2}; WARM=1; OL_ROUNDS=${OL_ROUNDS:-1}; OL_DUR=${OL_DUR:-3}; NTOK=${NTOK:-200}
 else
-  ROUNDS=${ROUNDS:-5}; DUR=${DUR:-5}; WARM=2; OL_ROUNDS=${OL_ROUNDS:-3}; OL_DUR=${OL_DUR:-8}; NTOK=${NTOK:-1000}
+  # Many short rounds: the paired medians settle faster on a noisy machine than with few long ones.
+  ROUNDS=${ROUNDS:-9}; DUR=${DUR:-3}; WARM=2; OL_ROUNDS=${OL_ROUNDS:-3}; OL_DUR=${OL_DUR:-8}; NTOK=${NTOK:-1000}
 fi
 VARIANTS=${VARIANTS:-"hits miss revoked tls"}
 PARENT="bench-parent-token-0123456789abcdefABCDEF"
@@ -178,11 +179,13 @@ c5=$(curl -sk --http2 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $
 log "note: the same request over HTTP/2 (TLS, ALPN h2) gets $c5 from scopegate"
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# user and kernel ticks apart: the kernel side (loopback TCP, waking the other core) moves with the load, the user side with the code
+user_sys_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 to_us() { # wrk latency like 812.00us / 1.23ms / 1.00s -> microseconds
   awk -v v="$1" 'BEGIN{ n=v+0; if (v ~ /us$/) m=1; else if (v ~ /ms$/) m=1000; else if (v ~ /s$/) m=1000000; else m=1; printf "%.0f", n*m }'
 }
-echo -e "variant\ttarget\tround\trps\trequests\tcpu_us_per_req\tp50_us\tp99_us\tnon2xx\textra_used" > runs.tsv
+echo -e "variant\ttarget\tround\trps\trequests\tcpu_us_per_req\tp50_us\tp99_us\tnon2xx\textra_used\tuser_us_per_req\tsys_us_per_req" > runs.tsv
 
 # url_of target variant
 url_of() {
@@ -198,25 +201,28 @@ pid_of() { case "$1:$2" in nginx:*) echo "$NGX_WORKER" ;; scopegate:tls) echo "$
 MISS_OFF=0
 # one wrk run; appends to runs.tsv unless round is "warm"
 wrk_run() { # variant target round secs
-  local v=$1 t=$2 r=$3 d=$4 mode=hits extra=- off=0 pid c0 c1 out
+  local v=$1 t=$2 r=$3 d=$4 mode=hits extra=- off=0 pid u0 s0 u1 s1 out
   case $v in miss) mode=miss; extra=miss.txt; off=$MISS_OFF ;; revoked) mode=revoked; extra=revoked.txt ;; esac
   pid=$(pid_of "$t" "$v")
-  [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
+  [ -n "$pid" ] && read -r u0 s0 < <(user_sys_ticks "$pid")
   out=$(taskset -c "$CORE_LOAD" wrk -t1 -c"$CONNS" -d"${d}s" --latency -s "$ROOT/benches/load/tokens.lua" \
         "$(url_of "$t" "$v")" -- "$mode" tokens.txt "$extra" "$off")
-  [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
+  [ -n "$pid" ] && read -r u1 s1 < <(user_sys_ticks "$pid")
   echo "$out" > "logs/wrk-$v-$t-$r.txt"
-  local rps reqs p50 p99 non2 used cpu
+  local rps reqs p50 p99 non2 used cpu usr sys
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   p50=$(to_us "$(echo "$out" | awk '$1=="50%" {print $2}')")
   p99=$(to_us "$(echo "$out" | awk '$1=="99%" {print $2}')")
   non2=$(echo "$out" | awk '/Non-2xx/ {print $5}'); non2=${non2:-0}
   used=$(echo "$out" | awk -F= '/extra_tokens_used/ {print $2}')
-  if [ -n "$pid" ]; then cpu=$(awk -v a="$c0" -v b="$c1" -v n="$reqs" -v k="$TCK" 'BEGIN{printf "%.2f", (b-a)/k*1e6/n}'); else cpu=NA; fi
+  if [ -n "$pid" ]; then
+    per_req() { awk -v a="$1" -v b="$2" -v n="$reqs" -v k="$TCK" 'BEGIN{printf "%.2f", (b-a)/k*1e6/n}'; }
+    usr=$(per_req "$u0" "$u1"); sys=$(per_req "$s0" "$s1"); cpu=$(per_req $((u0 + s0)) $((u1 + s1)))
+  else cpu=NA; usr=NA; sys=NA; fi
   [ "$t" = scopegate ] && [ "$v" = miss ] && MISS_OFF=$((MISS_OFF + used))
-  [ "$r" = warm ] || echo -e "$v\t$t\t$r\t$rps\t$reqs\t$cpu\t$p50\t$p99\t$non2\t${used:-0}" >> runs.tsv
-  log "$v $t round $r: ${rps} req/s, cpu ${cpu} us/req, p50 ${p50} us, p99 ${p99} us, non-2xx ${non2}"
+  [ "$r" = warm ] || echo -e "$v\t$t\t$r\t$rps\t$reqs\t$cpu\t$p50\t$p99\t$non2\t${used:-0}\t$usr\t$sys" >> runs.tsv
+  log "$v $t round $r: ${rps} req/s, cpu ${cpu} us/req (user ${usr}, kernel ${sys}), p50 ${p50} us, p99 ${p99} us, non-2xx ${non2}"
 }
 
 median_of() { # variant target column

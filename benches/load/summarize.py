@@ -35,7 +35,7 @@ for r in runs:
     by[(r["variant"], r["target"])].append(r)
 
 print("Closed loop (wrk, -t1 -c64): medians over rounds")
-print(f"{'variant':<8} {'target':<10} {'req/s':>9} {'cpu us/req':>10} {'p50 us':>7} {'p99 us':>7} {'non-2xx/run':>11}")
+print(f"{'variant':<8} {'target':<10} {'req/s':>9} {'cpu us/req':>10} {'user':>6} {'kernel':>6} {'p50 us':>7} {'p99 us':>7} {'non-2xx/run':>11}")
 variants = []
 for r in runs:
     if r["variant"] not in variants:
@@ -47,6 +47,7 @@ for v in variants:
             continue
         print(
             f"{v:<8} {t:<10} {fmt(med(num(r['rps']) for r in rs)):>9} {fmt(med(num(r['cpu_us_per_req']) for r in rs), 2):>10} "
+            f"{fmt(med(num(r.get('user_us_per_req')) for r in rs), 1):>6} {fmt(med(num(r.get('sys_us_per_req')) for r in rs), 1):>6} "
             f"{fmt(med(num(r['p50_us']) for r in rs)):>7} {fmt(med(num(r['p99_us']) for r in rs)):>7} "
             f"{fmt(med(num(r['non2xx']) for r in rs)):>11}"
         )

@@ -21,7 +21,7 @@ pub mod state;
 
 pub use event::{Event, EventError, Source, Target};
 pub use log::{LogError, Replay, RevocationLog};
-pub use state::{Counts, RevocationState};
+pub use state::{Checked, Counts, RevocationState};
 pub mod service;
 pub mod stream;
 pub use service::Revocations;

@@ -101,6 +101,20 @@ impl Revocations {
         self.state.is_revoked(token_hash, family, subject, iat)
     }
 
+    /// [`Revocations::is_revoked`] with the token's last verdict kept in
+    /// `mark` (see [`RevocationState::is_revoked_checked`]).
+    pub fn is_revoked_checked(
+        &self,
+        mark: &super::Checked,
+        token_hash: &crate::digest::Digest,
+        family: &crate::digest::Digest,
+        subject: Option<&str>,
+        iat: Option<u64>,
+    ) -> bool {
+        self.state
+            .is_revoked_checked(mark, token_hash, family, subject, iat)
+    }
+
     pub fn state(&self) -> &Arc<RevocationState> {
         &self.state
     }
