@@ -2,13 +2,15 @@
 //!
 //! Over rustls (trusting the system's roots plus an optional CA bundle),
 //! HTTP/1.1, and HTTP/2 where TLS ALPN offers it. Proxied requests go
-//! through a lean [`pool::Pool`] per [`Origin`]; the gateway's own calls
+//! through a lean [`pool::Pool`] per [`Origin`], those without a body by
+//! the in-task HTTP/1.1 exchange of `h1`; the gateway's own calls
 //! (introspection, token endpoints, ancestry lookups), which may go to any
 //! URL, through hyper-util's general pooled client. Every call is bounded by
 //! the configured response-head timeout; the gateway maps a timeout to 504
 //! and any other failure to 502, and never shows the client the upstream's
 //! error text.
 
+mod h1;
 pub mod pool;
 
 use std::future::Future;
@@ -547,6 +549,125 @@ mod tests {
             (1..=16).contains(&n),
             "the second burst reused the first's: {n}"
         );
+    }
+
+    /// Sequential GETs against a raw upstream answering `answer`: what each
+    /// got, and how many connections the upstream accepted.
+    async fn lean_gets(
+        answer: &'static str,
+        close_each: bool,
+        n: usize,
+    ) -> (Vec<Result<(u16, Bytes), UpstreamError>>, usize) {
+        let (addr, accepted) = raw_upstream(answer, close_each).await;
+        let c = client(Duration::from_secs(5));
+        let o = origin_at(addr, &c);
+        let mut got = Vec::new();
+        for _ in 0..n {
+            let req = Request::get("/2.0/users/me")
+                .header(header::HOST, o.host.clone().unwrap())
+                .body(body::empty())
+                .unwrap();
+            got.push(match c.send_to(&o, req).await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    match body::read_limited(resp.into_body(), 1 << 16).await {
+                        Ok(b) => Ok((status, b)),
+                        Err(_) => Err(UpstreamError::Malformed),
+                    }
+                }
+                Err(e) => Err(e),
+            });
+        }
+        (got, accepted.load(Ordering::SeqCst))
+    }
+
+    fn ok(body: &'static str) -> Result<(u16, Bytes), UpstreamError> {
+        Ok((200, Bytes::from_static(body.as_bytes())))
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_is_decoded_and_its_connection_reused() {
+        let (got, conns) = lean_gets(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n0\r\nx-t: 1\r\n\r\n",
+            false,
+            3,
+        )
+        .await;
+        assert_eq!(
+            got,
+            vec![ok("hello world"), ok("hello world"), ok("hello world")]
+        );
+        assert_eq!(conns, 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_says_close_is_not_followed_by_another_request() {
+        let (got, conns) = lean_gets(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+            false,
+            3,
+        )
+        .await;
+        assert_eq!(got, vec![ok("ok"), ok("ok"), ok("ok")]);
+        assert_eq!(conns, 3);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_length_runs_to_the_end_of_the_connection() {
+        let (got, conns) = lean_gets("HTTP/1.1 200 OK\r\n\r\nall of it", true, 2).await;
+        assert_eq!(got, vec![ok("all of it"), ok("all of it")]);
+        assert_eq!(conns, 2);
+    }
+
+    /// Bytes after the end of an answer may be the start of someone else's:
+    /// that connection never carries another request.
+    #[tokio::test]
+    async fn a_connection_with_bytes_past_its_answer_is_not_reused() {
+        let (got, conns) = lean_gets(
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nforgd",
+            false,
+            3,
+        )
+        .await;
+        assert_eq!(got, vec![ok("ok"), ok("ok"), ok("ok")]);
+        assert_eq!(conns, 3);
+    }
+
+    #[tokio::test]
+    async fn informational_answers_are_skipped() {
+        let (got, conns) = lean_gets(
+            "HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            false,
+            2,
+        )
+        .await;
+        assert_eq!(got, vec![ok("ok"), ok("ok")]);
+        assert_eq!(conns, 1);
+    }
+
+    #[tokio::test]
+    async fn answers_of_uncertain_length_are_refused_not_guessed() {
+        for answer in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok!",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+            "HTTP/1.1 2000 Odd\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+        ] {
+            let (got, _) = lean_gets(answer, false, 1).await;
+            assert_eq!(got, vec![Err(UpstreamError::Unreachable)], "{answer:?}");
+        }
+        // A chunked body that breaks off mid-way is an error to the reader, not an end.
+        let (got, _) = lean_gets(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+            true,
+            1,
+        )
+        .await;
+        assert_eq!(got, vec![Err(UpstreamError::Malformed)]);
+        let (got, _) = lean_gets("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhel", true, 1).await;
+        assert_eq!(got, vec![Err(UpstreamError::Malformed)]);
     }
 
     #[tokio::test]

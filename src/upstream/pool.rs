@@ -9,10 +9,17 @@
 //! HTTP/2 (TLS ALPN), one shared multiplexed connection. Checkout pops; the
 //! answer's body puts the connection back the moment it ends.
 //!
-//! A pooled connection the upstream has just closed is found out when the
-//! request cannot be written: hyper hands the request back unsent, and it
-//! goes out once more on a new connection. A request that was written is
-//! never sent twice.
+//! A request without a body (most API calls) goes over HTTP/1.1 by the lean
+//! exchange of [`super::h1`], in the client's own task; one with a body
+//! (an upload) goes through hyper's client connection. Each kind keeps its
+//! own stack of idle connections.
+//!
+//! A pooled connection the upstream has just closed is found out before it
+//! is used (the lean path looks for an end of stream already received) or
+//! when the request cannot be written (hyper hands the request back
+//! unsent), and the request goes out once more on a new connection. A
+//! request that may have been received is never sent twice, except a safe
+//! one (GET, HEAD, ...) whose pooled connection closed before any answer.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -26,6 +33,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 
+use super::h1;
 use crate::body::{self, Body, BoxError};
 
 /// Idle HTTP/1 connections kept per origin.
@@ -40,6 +48,8 @@ pub enum PoolError {
     Connect(BoxError),
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    #[error(transparent)]
+    H1(#[from] h1::H1Error),
 }
 
 pub struct Pool {
@@ -51,8 +61,24 @@ pub struct Pool {
 
 #[derive(Default)]
 struct Idle {
+    /// hyper's HTTP/1 connections, for requests with a body.
     h1: Vec<(http1::SendRequest<Body>, Instant)>,
+    /// Connections for the lean exchange.
+    lean: Vec<(h1::Conn, Instant)>,
     h2: Option<http2::SendRequest<Body>>,
+}
+
+/// What the lean path found idle.
+enum Lean {
+    H2(http2::SendRequest<Body>),
+    H1(h1::Conn),
+    Nothing,
+}
+
+/// A new connection: HTTP/2 if ALPN chose it (already shared in the pool).
+enum Fresh {
+    H2(http2::SendRequest<Body>),
+    H1(Box<hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>>),
 }
 
 enum Sender {
@@ -76,6 +102,9 @@ impl Pool {
         self: &Arc<Pool>,
         mut req: Request<Body>,
     ) -> Result<Response<Body>, PoolError> {
+        if fits_lean(&req) {
+            return self.send_lean(req).await;
+        }
         if let Some(sender) = self.checkout() {
             match self.try_send(sender, req).await {
                 Ok(resp) => return Ok(resp),
@@ -88,6 +117,71 @@ impl Pool {
         self.try_send(sender, req)
             .await
             .map_err(|Unsent(_, e)| e.into())
+    }
+
+    /// A request without a body, by the lean exchange (or over HTTP/2 when
+    /// the upstream speaks it).
+    async fn send_lean(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
+        let (parts, body) = req.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut head = Vec::with_capacity(128 + 64 * parts.headers.len());
+        h1::encode_head(&parts.method, target, &parts.headers, &mut head);
+        match self.checkout_lean() {
+            Lean::H2(s) => return self.send_h2(s, Request::from_parts(parts, body)).await,
+            Lean::H1(conn) => match conn.exchange(&head, &parts.method, true, self).await {
+                Ok(resp) => return Ok(resp.map(body::boxed)),
+                // Closed while idle: once more, fresh.
+                Err(h1::Failed::Retry(_)) => {}
+                Err(h1::Failed::Final(e)) => return Err(e.into()),
+            },
+            Lean::Nothing => {}
+        }
+        match self.connect_io().await? {
+            Fresh::H2(s) => self.send_h2(s, Request::from_parts(parts, body)).await,
+            Fresh::H1(io) => {
+                let conn = h1::Conn::new(hyper_util::rt::TokioIo::new(*io));
+                match conn.exchange(&head, &parts.method, false, self).await {
+                    Ok(resp) => Ok(resp.map(body::boxed)),
+                    Err(h1::Failed::Retry(e) | h1::Failed::Final(e)) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    async fn send_h2(
+        self: &Arc<Pool>,
+        s: http2::SendRequest<Body>,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, PoolError> {
+        self.try_send(Sender::H2(s), req)
+            .await
+            .map_err(|Unsent(_, e)| e.into())
+    }
+
+    /// An idle connection for the lean path, if a live one is at hand.
+    fn checkout_lean(&self) -> Lean {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h2) = &idle.h2 {
+            if !h2.is_closed() {
+                return Lean::H2(h2.clone());
+            }
+            idle.h2 = None;
+        }
+        let now = Instant::now();
+        while let Some((mut c, since)) = idle.lean.pop() {
+            if now.duration_since(since) < IDLE_TIMEOUT && c.is_idle_usable() {
+                return Lean::H1(c);
+            }
+        }
+        Lean::Nothing
+    }
+
+    /// Takes back a lean connection whose answer ended cleanly.
+    pub(super) fn give_back_h1(&self, c: h1::Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.lean.len() < MAX_IDLE {
+            idle.lean.push((c, Instant::now()));
+        }
     }
 
     async fn try_send(
@@ -168,6 +262,17 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Sender, PoolError> {
+        match self.connect_io().await? {
+            Fresh::H2(s) => Ok(Sender::H2(s)),
+            Fresh::H1(io) => {
+                let (s, conn) = http1::handshake(*io).await?;
+                tokio::spawn(conn);
+                Ok(Sender::H1(s))
+            }
+        }
+    }
+
+    async fn connect_io(&self) -> Result<Fresh, PoolError> {
         use tower_service::Service;
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))
@@ -183,13 +288,19 @@ impl Pool {
             tokio::spawn(conn);
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             idle.h2 = Some(s.clone());
-            Ok(Sender::H2(s))
+            Ok(Fresh::H2(s))
         } else {
-            let (s, conn) = http1::handshake(io).await?;
-            tokio::spawn(conn);
-            Ok(Sender::H1(s))
+            Ok(Fresh::H1(Box::new(io)))
         }
     }
+}
+
+/// Whether `req` can take the lean path: no body, origin form, `Host` set.
+fn fits_lean(req: &Request<Body>) -> bool {
+    http_body::Body::is_end_stream(req.body())
+        && req.uri().scheme().is_none()
+        && req.version() <= http::Version::HTTP_11
+        && req.headers().contains_key(http::header::HOST)
 }
 
 /// A failed send, with the request when hyper did not write it.
