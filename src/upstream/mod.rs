@@ -601,6 +601,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_chunked_answers_trailers_are_dropped() {
+        use http_body_util::BodyExt;
+        let (addr, _) = raw_upstream(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-secret-trailer: 1\r\n\r\n",
+            false,
+        )
+        .await;
+        let c = client(Duration::from_secs(5));
+        let o = origin_at(addr, &c);
+        let req = Request::get("/2.0/users/me")
+            .header(header::HOST, o.host.clone().unwrap())
+            .body(body::empty())
+            .unwrap();
+        let got = c
+            .send_to(&o, req)
+            .await
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap();
+        assert!(got.trailers().is_none());
+        assert_eq!(got.to_bytes(), Bytes::from_static(b"ok"));
+    }
+
+    #[tokio::test]
     async fn an_answer_that_says_close_is_not_followed_by_another_request() {
         let (got, conns) = lean_gets(
             "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
