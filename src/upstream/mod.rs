@@ -585,19 +585,55 @@ mod tests {
         Ok((200, Bytes::from_static(body.as_bytes())))
     }
 
+    /// How the lean path reads each kind of answer, and whether the
+    /// connection carries the next request: (answer, upstream closes after
+    /// each, body every request gets, connections the upstream accepts for
+    /// three requests).
     #[tokio::test]
-    async fn a_chunked_answer_is_decoded_and_its_connection_reused() {
-        let (got, conns) = lean_gets(
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n0\r\nx-t: 1\r\n\r\n",
-            false,
-            3,
-        )
-        .await;
-        assert_eq!(
-            got,
-            vec![ok("hello world"), ok("hello world"), ok("hello world")]
-        );
-        assert_eq!(conns, 1);
+    async fn answers_are_framed_and_connections_reused_only_when_clean() {
+        let cases: [(&str, &'static str, bool, &'static str, usize); 5] = [
+            (
+                "chunked, with extensions and a trailer: decoded, reused",
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n0\r\nx-t: 1\r\n\r\n",
+                false,
+                "hello world",
+                1,
+            ),
+            (
+                "Connection: close is never followed by another request",
+                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+                false,
+                "ok",
+                3,
+            ),
+            (
+                "no length: the body runs to the end of the connection",
+                "HTTP/1.1 200 OK\r\n\r\nall of it",
+                true,
+                "all of it",
+                3,
+            ),
+            (
+                // They may be the start of someone else's answer.
+                "bytes past the answer: the connection is not reused",
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nforgd",
+                false,
+                "ok",
+                3,
+            ),
+            (
+                "informational answers are skipped",
+                "HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                false,
+                "ok",
+                1,
+            ),
+        ];
+        for (what, answer, close_each, body, conns) in cases {
+            let (got, accepted) = lean_gets(answer, close_each, 3).await;
+            assert_eq!(got, vec![ok(body), ok(body), ok(body)], "{what}");
+            assert_eq!(accepted, conns, "{what}");
+        }
     }
 
     #[tokio::test]
@@ -624,51 +660,6 @@ mod tests {
             .unwrap();
         assert!(got.trailers().is_none());
         assert_eq!(got.to_bytes(), Bytes::from_static(b"ok"));
-    }
-
-    #[tokio::test]
-    async fn an_answer_that_says_close_is_not_followed_by_another_request() {
-        let (got, conns) = lean_gets(
-            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
-            false,
-            3,
-        )
-        .await;
-        assert_eq!(got, vec![ok("ok"), ok("ok"), ok("ok")]);
-        assert_eq!(conns, 3);
-    }
-
-    #[tokio::test]
-    async fn an_answer_without_a_length_runs_to_the_end_of_the_connection() {
-        let (got, conns) = lean_gets("HTTP/1.1 200 OK\r\n\r\nall of it", true, 2).await;
-        assert_eq!(got, vec![ok("all of it"), ok("all of it")]);
-        assert_eq!(conns, 2);
-    }
-
-    /// Bytes after the end of an answer may be the start of someone else's:
-    /// that connection never carries another request.
-    #[tokio::test]
-    async fn a_connection_with_bytes_past_its_answer_is_not_reused() {
-        let (got, conns) = lean_gets(
-            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nforgd",
-            false,
-            3,
-        )
-        .await;
-        assert_eq!(got, vec![ok("ok"), ok("ok"), ok("ok")]);
-        assert_eq!(conns, 3);
-    }
-
-    #[tokio::test]
-    async fn informational_answers_are_skipped() {
-        let (got, conns) = lean_gets(
-            "HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-            false,
-            2,
-        )
-        .await;
-        assert_eq!(got, vec![ok("ok"), ok("ok")]);
-        assert_eq!(conns, 1);
     }
 
     #[tokio::test]
