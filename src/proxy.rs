@@ -129,22 +129,29 @@ fn remove_where(h: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     for n in h.keys().filter(|n| hop_by_hop(n) || also(n)) {
         names.push(n.clone());
     }
-    for v in h.get_all(header::CONNECTION) {
-        for option in v.as_bytes().split(|b| *b == b',') {
-            let option = option.trim_ascii();
-            // `keep-alive` (what upstreams send) is hop by hop already:
-            // not parsed into a name again on every answer.
-            if option.is_empty() || option.eq_ignore_ascii_case(b"keep-alive") {
-                continue;
-            }
-            if let Ok(n) = HeaderName::from_bytes(option) {
-                names.push(n);
-            }
+    for option in list_elements(h, header::CONNECTION) {
+        // `keep-alive` (what upstreams send) is hop by hop already:
+        // not parsed into a name again on every answer.
+        if option.is_empty() || option.eq_ignore_ascii_case(b"keep-alive") {
+            continue;
+        }
+        if let Ok(n) = HeaderName::from_bytes(option) {
+            names.push(n);
         }
     }
     for n in names.first.into_iter().flatten().chain(names.more) {
         h.remove(n);
     }
+}
+
+/// The elements of a comma-separated header list (RFC 9110 5.6.1) across
+/// all of `name`'s values, trimmed; empty elements are yielded too, for the
+/// caller to skip or refuse.
+pub(crate) fn list_elements(h: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
+    h.get_all(name)
+        .into_iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
 }
 
 /// The names [`remove_where`] drops: the first few inline.

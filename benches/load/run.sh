@@ -21,7 +21,7 @@ CONNS=${CONNS:-64}
 if [ "$QUICK" = 1 ]; then
   ROUNDS=${ROUNDS:-1}; DUR=${DUR:-2}; WARM=1; OL_ROUNDS=${OL_ROUNDS:-1}; OL_DUR=${OL_DUR:-3}; NTOK=${NTOK:-200}
 else
-  # Many short rounds: the paired medians settle faster on a noisy machine than with few long ones.
+  # Many short rounds: the same time spread over more interleaved pairs.
   ROUNDS=${ROUNDS:-9}; DUR=${DUR:-3}; WARM=2; OL_ROUNDS=${OL_ROUNDS:-3}; OL_DUR=${OL_DUR:-8}; NTOK=${NTOK:-1000}
 fi
 VARIANTS=${VARIANTS:-"hits miss revoked tls"}

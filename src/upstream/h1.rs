@@ -30,8 +30,10 @@ use tokio::net::TcpStream;
 
 use super::pool::Pool;
 
-/// An upstream connection, plain or TLS, as the connector makes it.
-pub(super) type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
+/// An upstream connection, plain or TLS, as the connector makes it; boxed,
+/// since a TLS stream is over a kilobyte and a connection moves in and out
+/// of the pool on every request.
+pub(super) type Stream = Box<MaybeHttpsStream<TokioIo<TcpStream>>>;
 
 /// An answer's head larger than this is refused.
 const MAX_HEAD: usize = 64 * 1024;
@@ -56,9 +58,7 @@ pub enum H1Error {
 
 /// An HTTP/1.1 connection to the upstream and what has been read of it.
 pub(super) struct Conn {
-    /// Boxed: a TLS stream is over a kilobyte, and a connection moves in
-    /// and out of the pool on every request.
-    io: Box<Io>,
+    io: TokioIo<Stream>,
     /// Bytes read and not consumed yet: empty between exchanges.
     buf: BytesMut,
 }
@@ -73,9 +73,9 @@ pub(super) enum Failed {
 }
 
 impl Conn {
-    pub(super) fn new(io: Io) -> Conn {
+    pub(super) fn new(io: Stream) -> Conn {
         Conn {
-            io: Box::new(io),
+            io: TokioIo::new(io),
             buf: BytesMut::new(),
         }
     }
@@ -115,13 +115,12 @@ impl Conn {
             }
             Err(e) => return Err(Failed::Final(e)),
         };
-        let body = H1Body {
+        let mut body = H1Body {
             conn: Some(self),
             framing,
             reusable,
             pool: pool.clone(),
         };
-        let mut body = body;
         // A body already complete (no body, or all of it read with the
         // head) hands the connection back now, not when it is next polled.
         if body.is_done() {
@@ -135,8 +134,7 @@ impl Conn {
         self.io.flush().await
     }
 
-    /// Reads until one more complete answer head is buffered; 0 is the end of
-    /// the stream.
+    /// Reads once more into the buffer; 0 is the end of the stream.
     async fn read_more(&mut self) -> Result<usize, H1Error> {
         self.buf.reserve(READ_CHUNK);
         Ok(self.io.read_buf(&mut self.buf).await?)
@@ -233,13 +231,9 @@ impl Conn {
     }
 }
 
-/// Whether any of `name`'s comma-separated values is `token` (case-insensitive).
+/// Whether any element of `name`'s list is `token` (case-insensitive).
 fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    h.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+    crate::proxy::list_elements(h, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// How an answer's body is delimited (RFC 9112 6.3).
@@ -270,11 +264,7 @@ fn framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Framing
         ));
     }
     if te {
-        let codings: Vec<&[u8]> = h
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
+        let codings: Vec<&[u8]> = crate::proxy::list_elements(h, header::TRANSFER_ENCODING)
             .filter(|c| !c.is_empty())
             .collect();
         let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
@@ -288,21 +278,20 @@ fn framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Framing
     }
     if cl {
         let mut length = None;
-        for v in h.get_all(header::CONTENT_LENGTH) {
-            for part in v.as_bytes().split(|b| *b == b',') {
-                let part = part.trim_ascii();
-                if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
-                    return Err(H1Error::Malformed("bad Content-Length"));
-                }
-                let n: u64 = std::str::from_utf8(part)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(H1Error::Malformed("bad Content-Length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(H1Error::Malformed("conflicting Content-Length values"));
-                }
-                length = Some(n);
+        // Every element counts, an empty one too (refused).
+        for part in crate::proxy::list_elements(h, header::CONTENT_LENGTH) {
+            // Digits only: `u64::from_str` would also take a leading `+`.
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+                return Err(H1Error::Malformed("bad Content-Length"));
             }
+            let n: u64 = std::str::from_utf8(part)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(H1Error::Malformed("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(H1Error::Malformed("conflicting Content-Length values"));
+            }
+            length = Some(n);
         }
         return Ok(Framing::Length(length.unwrap_or(0)));
     }
@@ -491,7 +480,7 @@ impl http_body::Body for H1Body {
             // Nothing buffered: read more.
             conn.buf.reserve(READ_CHUNK);
             let read = ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut *conn.io),
+                Pin::new(&mut conn.io),
                 cx,
                 &mut conn.buf
             ));

@@ -68,6 +68,39 @@ struct Idle {
     h2: Option<http2::SendRequest<Body>>,
 }
 
+impl Idle {
+    /// The shared HTTP/2 connection, if the upstream speaks it and it is open.
+    fn live_h2(&mut self) -> Option<http2::SendRequest<Body>> {
+        match &self.h2 {
+            Some(h2) if !h2.is_closed() => Some(h2.clone()),
+            Some(_) => {
+                self.h2 = None;
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// The newest idle connection on `stack` that is fresh and still `usable`;
+/// the stale ones above it are dropped.
+fn pop_live<T>(stack: &mut Vec<(T, Instant)>, mut usable: impl FnMut(&mut T) -> bool) -> Option<T> {
+    let now = Instant::now();
+    while let Some((mut c, since)) = stack.pop() {
+        if now.duration_since(since) < IDLE_TIMEOUT && usable(&mut c) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// Returns `c` to `stack` unless it holds `MAX_IDLE` already.
+fn push_idle<T>(stack: &mut Vec<(T, Instant)>, c: T) {
+    if stack.len() < MAX_IDLE {
+        stack.push((c, Instant::now()));
+    }
+}
+
 /// What the lean path found idle.
 enum Lean {
     H2(http2::SendRequest<Body>),
@@ -78,7 +111,7 @@ enum Lean {
 /// A new connection: HTTP/2 if ALPN chose it (already shared in the pool).
 enum Fresh {
     H2(http2::SendRequest<Body>),
-    H1(Box<hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>>),
+    H1(h1::Stream),
 }
 
 enum Sender {
@@ -123,24 +156,35 @@ impl Pool {
     /// the upstream speaks it).
     async fn send_lean(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
         let (parts, body) = req.into_parts();
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut head = Vec::with_capacity(128 + 64 * parts.headers.len());
-        h1::encode_head(&parts.method, target, &parts.headers, &mut head);
+        // Written only for an HTTP/1 connection, and once for both tries.
+        let head = || {
+            let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let mut head = Vec::with_capacity(128 + 64 * parts.headers.len());
+            h1::encode_head(&parts.method, target, &parts.headers, &mut head);
+            head
+        };
+        let mut written = None;
         match self.checkout_lean() {
             Lean::H2(s) => return self.send_h2(s, Request::from_parts(parts, body)).await,
-            Lean::H1(conn) => match conn.exchange(&head, &parts.method, true, self).await {
-                Ok(resp) => return Ok(resp.map(body::boxed)),
-                // Closed while idle: once more, fresh.
-                Err(h1::Failed::Retry(_)) => {}
-                Err(h1::Failed::Final(e)) => return Err(e.into()),
-            },
+            Lean::H1(conn) => {
+                let head = written.insert(head());
+                match conn.exchange(head, &parts.method, true, self).await {
+                    Ok(resp) => return Ok(resp.map(body::boxed)),
+                    // Closed while idle: once more, fresh.
+                    Err(h1::Failed::Retry(_)) => {}
+                    Err(h1::Failed::Final(e)) => return Err(e.into()),
+                }
+            }
             Lean::Nothing => {}
         }
         match self.connect_io().await? {
             Fresh::H2(s) => self.send_h2(s, Request::from_parts(parts, body)).await,
             Fresh::H1(io) => {
-                let conn = h1::Conn::new(hyper_util::rt::TokioIo::new(*io));
-                match conn.exchange(&head, &parts.method, false, self).await {
+                let head = written.get_or_insert_with(head);
+                match h1::Conn::new(io)
+                    .exchange(head, &parts.method, false, self)
+                    .await
+                {
                     Ok(resp) => Ok(resp.map(body::boxed)),
                     Err(h1::Failed::Retry(e) | h1::Failed::Final(e)) => Err(e.into()),
                 }
@@ -161,27 +205,18 @@ impl Pool {
     /// An idle connection for the lean path, if a live one is at hand.
     fn checkout_lean(&self) -> Lean {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h2) = &idle.h2 {
-            if !h2.is_closed() {
-                return Lean::H2(h2.clone());
-            }
-            idle.h2 = None;
+        if let Some(h2) = idle.live_h2() {
+            return Lean::H2(h2);
         }
-        let now = Instant::now();
-        while let Some((mut c, since)) = idle.lean.pop() {
-            if now.duration_since(since) < IDLE_TIMEOUT && c.is_idle_usable() {
-                return Lean::H1(c);
-            }
-        }
-        Lean::Nothing
+        pop_live(&mut idle.lean, h1::Conn::is_idle_usable).map_or(Lean::Nothing, Lean::H1)
     }
 
     /// Takes back a lean connection whose answer ended cleanly.
     pub(super) fn give_back_h1(&self, c: h1::Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.lean.len() < MAX_IDLE {
-            idle.lean.push((c, Instant::now()));
-        }
+        push_idle(
+            &mut self.idle.lock().unwrap_or_else(|p| p.into_inner()).lean,
+            c,
+        );
     }
 
     async fn try_send(
@@ -215,29 +250,20 @@ impl Pool {
     /// An idle connection, if a live one is at hand.
     fn checkout(&self) -> Option<Sender> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h2) = &idle.h2 {
-            if !h2.is_closed() {
-                return Some(Sender::H2(h2.clone()));
-            }
-            idle.h2 = None;
+        if let Some(h2) = idle.live_h2() {
+            return Some(Sender::H2(h2));
         }
-        let now = Instant::now();
-        while let Some((s, since)) = idle.h1.pop() {
-            if !s.is_closed() && now.duration_since(since) < IDLE_TIMEOUT {
-                return Some(Sender::H1(s));
-            }
-        }
-        None
+        pop_live(&mut idle.h1, |s| !s.is_closed()).map(Sender::H1)
     }
 
     fn give_back(&self, s: http1::SendRequest<Body>) {
         if s.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.h1.len() < MAX_IDLE {
-            idle.h1.push((s, Instant::now()));
-        }
+        push_idle(
+            &mut self.idle.lock().unwrap_or_else(|p| p.into_inner()).h1,
+            s,
+        );
     }
 
     /// The answer with a body that returns `s` to the pool when it ends (an
@@ -265,7 +291,7 @@ impl Pool {
         match self.connect_io().await? {
             Fresh::H2(s) => Ok(Sender::H2(s)),
             Fresh::H1(io) => {
-                let (s, conn) = http1::handshake(*io).await?;
+                let (s, conn) = http1::handshake(io).await?;
                 tokio::spawn(conn);
                 Ok(Sender::H1(s))
             }
