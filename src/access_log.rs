@@ -9,9 +9,11 @@
 //! the filter is fixed at start, so it is asked once, in [`install`]).
 //!
 //! Lines go into a shared buffer that a writer thread empties every
-//! [`FLUSH_EVERY`]; a request never waits on stderr unless the buffer is
-//! over [`HIGH_WATER`] (stderr blocked or far too slow), and then it writes
-//! itself: slower requests rather than lost audit lines.
+//! `[log] flush` (default 20 ms); a request never waits on stderr unless the
+//! buffer is over [`HIGH_WATER`] (stderr blocked or far too slow), and then
+//! it writes itself: slower requests rather than lost audit lines. With
+//! `flush = "0s"` each request writes its own line (one `write` per request,
+//! as nginx's unbuffered `access_log` does; the load benchmark compares both).
 //!
 //! Nothing is written until [`install`] runs (the binary does it), so tests
 //! and embedders that use the library get no stray output.
@@ -22,8 +24,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Method;
 
-/// How often the writer thread flushes the buffer.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// Above this many buffered bytes a request writes the buffer itself.
 pub const HIGH_WATER: usize = 4 << 20;
 
@@ -45,6 +45,8 @@ pub struct Line<'a> {
 
 struct Sink {
     json: bool,
+    /// No writer thread: each request writes its own line.
+    unbuffered: bool,
     buf: Mutex<Vec<u8>>,
 }
 
@@ -53,25 +55,27 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// Starts writing request lines to stderr, as JSON or text, if the
 /// installed `tracing` filter enables them. Call it after the subscriber is
 /// set: the filter (`SCOPEGATE_LOG`) is read once here, not per request.
-/// Once per process; later calls change nothing.
-pub fn install(json: bool) {
+/// `flush_every` zero writes each line at once. Once per process; later
+/// calls change nothing.
+pub fn install(json: bool, flush_every: Duration) {
     if !tracing::enabled!(target: "scopegate::gateway", tracing::Level::INFO) {
         return;
     }
     let fresh = SINK
         .set(Sink {
             json,
+            unbuffered: flush_every.is_zero(),
             buf: Mutex::new(Vec::with_capacity(64 * 1024)),
         })
         .is_ok();
-    if fresh {
+    if fresh && !flush_every.is_zero() {
         // The thread only ever sleeps and writes; it ends with the process,
         // and `flush` at exit writes what it has not.
         let _ = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(|| {
+            .spawn(move || {
                 loop {
-                    std::thread::sleep(FLUSH_EVERY);
+                    std::thread::sleep(flush_every);
                     flush();
                 }
             });
@@ -104,6 +108,10 @@ pub fn write(line: &Line<'_>) {
         let mut s = s.borrow_mut();
         s.clear();
         format(&mut s, line, SystemTime::now(), sink.json);
+        if sink.unbuffered {
+            let _ = std::io::stderr().lock().write_all(&s);
+            return;
+        }
         let mut buf = sink.buf.lock().unwrap_or_else(|p| p.into_inner());
         buf.extend_from_slice(&s);
         if buf.len() > HIGH_WATER {

@@ -211,6 +211,7 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<String>,
+    flush: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -349,6 +350,9 @@ pub struct Config {
     pub stream: Option<crate::revocation::stream::StreamConfig>,
     pub admin_secret: Option<String>,
     pub log_json: bool,
+    /// How often queued request lines are written out; zero writes each
+    /// line as its request ends. Default 20 ms.
+    pub log_flush: Duration,
     /// Largest `/oauth2/*` form body read; default 16 KiB.
     pub oauth_body_limit: usize,
     /// Largest JSON body read to find a route's object; default 1 MiB.
@@ -587,6 +591,18 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         raw.log.format.as_deref(),
         &[("text", false), ("json", true)],
     );
+    let log_flush = match raw.log.flush.as_deref() {
+        None => Duration::from_millis(20),
+        Some(s) => parse_duration(s)
+            .filter(|d| *d <= Duration::from_secs(1))
+            .unwrap_or_else(|| {
+                p.push(
+                    "log.flush",
+                    format!("`{s}` is not a duration from \"0s\" to \"1s\""),
+                );
+                Duration::from_millis(20)
+            }),
+    };
     if let Some(s) = &raw.admin.secret
         && s.len() < 16
     {
@@ -700,6 +716,7 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         data_dir: rel(raw.revocation.data_dir.as_deref().unwrap_or("data")),
         admin_secret: raw.admin.secret.clone(),
         log_json,
+        log_flush,
         oauth_body_limit: raw.limits.oauth_body.unwrap_or(16 * 1024),
         json_body_limit: raw.limits.json_body.unwrap_or(1024 * 1024),
         grant_cache_entries: raw.limits.grant_cache_entries.unwrap_or(1_000_000),
@@ -771,6 +788,27 @@ mod tests {
         assert!(err.contains("gw.toml: upstream.api: `ftp://x`"), "{err}");
         assert!(err.contains("gw.toml: cors.origins[0]"), "{err}");
         assert!(err.contains("gw.toml: log.format"), "{err}");
+    }
+
+    #[test]
+    fn the_log_flush_interval_is_bounded_and_may_be_zero() {
+        let c = validate(MIN, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.log_flush, Duration::from_millis(20));
+        let c = validate(
+            &format!("{MIN}\n[log]\nflush = \"0s\"\n"),
+            Path::new("gw.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.log_flush, Duration::ZERO);
+        for bad in ["2s", "soon", "-1s"] {
+            let err = validate(
+                &format!("{MIN}\n[log]\nflush = \"{bad}\"\n"),
+                Path::new("gw.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("gw.toml: log.flush"), "{bad}: {err}");
+        }
     }
 
     #[test]

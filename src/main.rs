@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { listen } => {
-            init_logging(false);
+            init_logging(false, std::time::Duration::from_millis(20));
             runtime().block_on(async {
                 match scopegate::demo::run(listen, shutdown_signal()).await {
                     Ok(()) => ExitCode::SUCCESS,
@@ -96,7 +96,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_USAGE);
                 }
             };
-            init_logging(loaded.config.log_json);
+            init_logging(loaded.config.log_json, loaded.config.log_flush);
             runtime().block_on(serve(loaded))
         }
     }
@@ -168,7 +168,7 @@ fn runtime() -> tokio::runtime::Runtime {
     b.enable_all().build().expect("the tokio runtime starts")
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool, flush: std::time::Duration) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCOPEGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only on a terminal: a log file or collector gets plain
@@ -183,7 +183,7 @@ fn init_logging(json: bool) {
     } else {
         b.init();
     }
-    scopegate::access_log::install(json);
+    scopegate::access_log::install(json, flush);
 }
 
 /// SIGTERM or Ctrl-C.
