@@ -257,18 +257,33 @@ async fn a_new_keyring_primary_mints_and_a_dropped_key_stops_verifying() {
 }
 
 /// A tiny upstream that answers every request after `delay`.
-async fn slow_upstream(delay: Duration) -> std::net::SocketAddr {
+/// An upstream that tells the test when a request has arrived, and answers
+/// it only once the test lets it (no timing decides what happens first).
+struct HeldUpstream {
+    addr: std::net::SocketAddr,
+    arrived: tokio::sync::mpsc::UnboundedReceiver<()>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+async fn held_upstream() -> HeldUpstream {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+    let (release, released) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
+            let (arrived_tx, released) = (arrived_tx.clone(), released.clone());
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req| async move {
-                    tokio::time::sleep(delay).await;
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                        Bytes::from_static(b"{\"slow\":true}"),
-                    )))
+                let svc = hyper::service::service_fn(move |_req| {
+                    let (arrived_tx, mut released) = (arrived_tx.clone(), released.clone());
+                    async move {
+                        let _ = arrived_tx.send(());
+                        let _ = released.wait_for(|go| *go).await;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"{\"slow\":true}"),
+                        )))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(s), svc)
@@ -276,7 +291,11 @@ async fn slow_upstream(delay: Duration) -> std::net::SocketAddr {
             });
         }
     });
-    addr
+    HeldUpstream {
+        addr,
+        arrived,
+        release,
+    }
 }
 
 /// A gateway config in front of `upstream` that passes external tokens through.
@@ -310,8 +329,8 @@ async fn terminate(p: &mut Proc) -> Option<i32> {
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
-    let upstream = slow_upstream(Duration::from_millis(1500)).await;
-    let cfg = pass_through_config("drain", upstream);
+    let mut upstream = held_upstream().await;
+    let cfg = pass_through_config("drain", upstream.addr);
     let logs = Arc::new(std::sync::Mutex::new(String::new()));
     let mut p = spawn_gateway_logged(&cfg, Some(logs.clone())).await;
     let url = p.url("/2.0/folders/0");
@@ -322,40 +341,56 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
             .unwrap();
         send(&client(), req).await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request is at the upstream, held there, when SIGTERM arrives.
+    upstream.arrived.recv().await.unwrap();
     let addr = p.addr;
-    let exit = tokio::spawn(async move { terminate(&mut p).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // New connections are refused while the old request drains.
+    let pid = p.child.id().unwrap().to_string();
     assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "listener closed after SIGTERM"
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
     );
+    // New connections are refused while the old request drains (the
+    // listener closes on SIGTERM; the upstream still holds the request).
+    let start = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "listener still open 10 s after SIGTERM"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request was cut off"
+    );
+    upstream.release.send(true).unwrap();
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200, "the in-flight request completed");
     assert_eq!(r.json()["slow"], true);
-    assert_eq!(exit.await.unwrap(), Some(0));
+    let exit = tokio::time::timeout(Duration::from_secs(10), p.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
     // The drained request's log line was still queued when the drain ended
     // (lines are flushed every 20 ms): it is written before the exit.
+    p.logs_complete().await;
     let id = r.header("x-request-id");
-    let mut seen = false;
-    for _ in 0..40 {
-        seen = logs
-            .lock()
-            .unwrap()
-            .contains(&format!("request_id=\"{id}\""));
-        if seen {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(seen, "no log line for {id}: {}", logs.lock().unwrap());
+    let logs = logs.lock().unwrap();
+    assert!(
+        logs.contains(&format!("request_id=\"{id}\"")),
+        "no log line for {id}: {logs}"
+    );
 }
 
 #[tokio::test]
 async fn scopegate_log_above_info_writes_no_request_lines() {
-    let upstream = slow_upstream(Duration::from_millis(0)).await;
-    let cfg = pass_through_config("quiet", upstream);
+    let upstream = held_upstream().await;
+    upstream.release.send(true).unwrap();
+    let cfg = pass_through_config("quiet", upstream.addr);
     let run = |level: &'static str| {
         let cfg = cfg.clone();
         async move {
@@ -368,8 +403,7 @@ async fn scopegate_log_above_info_writes_no_request_lines() {
                 .unwrap();
             assert_eq!(send(&client(), req).await.status, 200);
             assert_eq!(terminate(&mut p).await, Some(0));
-            // stderr is read by a task: give it the last lines.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            p.logs_complete().await;
             logs.lock().unwrap().clone()
         }
     };
@@ -392,7 +426,7 @@ async fn metrics_move_with_traffic_and_no_token_reaches_logs_or_metrics() {
         },
     );
     let logs = Arc::new(std::sync::Mutex::new(String::new()));
-    let p = spawn_gateway_logged(&cfg, Some(logs.clone())).await;
+    let mut p = spawn_gateway_logged(&cfg, Some(logs.clone())).await;
     let t = p.mint("item_preview", Some("/2.0/files/1001")).await;
     for _ in 0..3 {
         assert_eq!(p.get("/2.0/files/1001", &t).await.status, 200);
@@ -447,7 +481,9 @@ async fn metrics_move_with_traffic_and_no_token_reaches_logs_or_metrics() {
     assert!(m.contains("scopegate_decision_seconds_bucket"));
     assert!(m.contains("scopegate_upstream_seconds_count{route=\"file.get\"} 3"));
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every line the gateway wrote, up to its exit.
+    assert_eq!(terminate(&mut p).await, Some(0));
+    p.logs_complete().await;
     let logs = logs.lock().unwrap().clone();
     let lines: Vec<serde_json::Value> = logs
         .lines()

@@ -46,6 +46,24 @@ enum Cmd {
         scope: String,
         #[arg(long, default_value_t = 8)]
         conns: usize,
+        /// `files` or `folders`: what each token is restricted to.
+        #[arg(long, default_value = "files")]
+        kind: String,
+    },
+    /// Token exchanges for SECS seconds over CONNS connections, each for one
+    /// of PARENTS parent tokens and one of RESOURCES files (a deterministic
+    /// mix, so parents and resources repeat); prints `key=value` results.
+    Exchange {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 100)]
+        parents: usize,
+        #[arg(long, default_value_t = 1000)]
+        resources: u64,
+        #[arg(long)]
+        secs: f64,
+        #[arg(long, default_value_t = 16)]
+        conns: usize,
     },
     /// Revoke every token in a `token file_id` file (POST /oauth2/revoke).
     Revoke {
@@ -98,6 +116,17 @@ async fn post_form(tx: &mut Sender, path: &str, form: String) -> (u16, Bytes) {
     )
 }
 
+fn exchange_form(parent: &str, scope: &str, resource: &str) -> String {
+    format!(
+        "grant_type={}&subject_token={}&subject_token_type={}&scope={}&resource={}",
+        enc("urn:ietf:params:oauth:grant-type:token-exchange"),
+        enc(parent),
+        enc("urn:ietf:params:oauth:token-type:access_token"),
+        enc(scope),
+        enc(resource),
+    )
+}
+
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -130,24 +159,19 @@ async fn mint(
     first_id: u64,
     scope: String,
     conns: usize,
+    kind: String,
 ) {
     let mut tasks = Vec::new();
     for c in 0..conns {
-        let (parent, scope) = (parent.clone(), scope.clone());
+        let (parent, scope, kind) = (parent.clone(), scope.clone(), kind.clone());
         tasks.push(tokio::spawn(async move {
             let mut tx = connect(addr).await;
             let mut out = Vec::new();
             let mut i = c;
             while i < count {
                 let id = first_id + i as u64;
-                let form = format!(
-                    "grant_type={}&subject_token={}&subject_token_type={}&scope={}&resource={}",
-                    enc("urn:ietf:params:oauth:grant-type:token-exchange"),
-                    enc(&parent),
-                    enc("urn:ietf:params:oauth:token-type:access_token"),
-                    enc(&scope),
-                    enc(&format!("https://api.box.com/2.0/files/{id}")),
-                );
+                let resource = format!("https://api.box.com/2.0/{kind}/{id}");
+                let form = exchange_form(&parent, &scope, &resource);
                 let (status, body) = post_form(&mut tx, "/oauth2/token", form).await;
                 assert_eq!(
                     status,
@@ -177,6 +201,51 @@ async fn revoke(addr: SocketAddr, tokens: String) {
         let (status, _) = post_form(&mut tx, "/oauth2/revoke", format!("token={}", enc(&t))).await;
         assert_eq!(status, 200);
     }
+}
+
+async fn exchange(addr: SocketAddr, parents: usize, resources: u64, secs: f64, conns: usize) {
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        tasks.push(tokio::spawn(async move {
+            let mut tx = connect(addr).await;
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            let mut x = 0x9E3779B97F4A7C15u64 ^ (c as u64 + 1);
+            while Instant::now() < until {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let parent = format!("bench-exchange-parent-{:04}", x % parents as u64);
+                let file = 1000 + (x >> 20) % resources;
+                let resource = format!("https://api.box.com/2.0/files/{file}");
+                let form = exchange_form(&parent, "item_read item_preview", &resource);
+                let sent = Instant::now();
+                let (status, _) = post_form(&mut tx, "/oauth2/token", form).await;
+                lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                if status != 200 {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    println!(
+        "exchanges={} per_sec={:.0} errors={} p50_us={} p99_us={}",
+        lat.len(),
+        lat.len() as f64 / elapsed,
+        errors,
+        pct(&lat, 50.0),
+        pct(&lat, 99.0)
+    );
 }
 
 fn pct(sorted: &[u32], p: f64) -> u32 {
@@ -278,7 +347,15 @@ fn main() {
                 first_id,
                 scope,
                 conns,
-            } => mint(addr, parent, count, first_id, scope, conns).await,
+                kind,
+            } => mint(addr, parent, count, first_id, scope, conns, kind).await,
+            Cmd::Exchange {
+                addr,
+                parents,
+                resources,
+                secs,
+                conns,
+            } => exchange(addr, parents, resources, secs, conns).await,
             Cmd::Revoke { addr, tokens } => revoke(addr, tokens).await,
             Cmd::Openloop {
                 addr,

@@ -8,6 +8,10 @@
 --   MODE miss     1% use the next never-seen token from EXTRA, from line OFFSET
 --                 on (a grant-cache miss: AES-GCM open + claims + insert)
 --   MODE revoked  1% use a random token from EXTRA (revoked: answered 401)
+--   MODE redact   every request lists the token's folder (100 entries) asking
+--                 for `shared_link`, which the tokens' scopes do not cover: the
+--                 gateway filters `fields` and redacts the answer (TOKENS are
+--                 folder tokens)
 
 local tokens, extra = {}, {}
 local mode, offset, next_extra = "hits", 0, 0
@@ -41,7 +45,13 @@ local routes = {
   function(id) return "/2.0/users/me" end,
 }
 
+local listing = "/items?fields=id,type,name,size,modified_at,shared_link&limit=100"
+
 function request()
+  if mode == "redact" then
+    local tok = tokens[math.random(#tokens)]
+    return wrk.format("GET", "/2.0/folders/" .. tok[2] .. listing, { ["Authorization"] = tok[1] }, nil)
+  end
   local tok
   if mode ~= "hits" and #extra > 0 and math.random() < 0.01 then
     if mode == "miss" then

@@ -383,6 +383,8 @@ pub struct Proc {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The task copying stderr into the caller's log buffer; it ends at EOF.
+    logs_copied: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts the real binary and waits for its "listening" line.
@@ -417,15 +419,16 @@ pub async fn spawn_gateway_env(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let mut logs_copied = None;
     if let (Some(logs), Some(err)) = (logs, child.stderr.take()) {
-        tokio::spawn(async move {
+        logs_copied = Some(tokio::spawn(async move {
             let mut lines = BufReader::new(err).lines();
             while let Ok(Some(l)) = lines.next_line().await {
                 let mut g = logs.lock().unwrap();
                 g.push_str(&l);
                 g.push('\n');
             }
-        });
+        }));
     }
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -444,10 +447,26 @@ pub async fn spawn_gateway_env(
     let (addr, admin) = (field("public="), field("admin="));
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Proc { child, addr, admin }
+    Proc {
+        child,
+        addr,
+        admin,
+        logs_copied,
+    }
 }
 
 impl Proc {
+    /// Waits until every line the process wrote to stderr is in the log
+    /// buffer (the process has exited, or closed stderr).
+    pub async fn logs_complete(&mut self) {
+        if let Some(t) = self.logs_copied.take() {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("stderr still open 10 s after the wait")
+                .unwrap();
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
