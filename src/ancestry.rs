@@ -13,7 +13,6 @@
 //! the item.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::HeaderValue;
 
@@ -145,7 +144,3 @@ impl Ancestry {
         Ok(ids.into())
     }
 }
-
-/// Default TTL and size, documented in the example configs.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
-pub const DEFAULT_ENTRIES: u64 = 100_000;

@@ -30,7 +30,7 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, Problems> {
         .map_err(|p| problems.extend(p))
         .ok();
     let tls = match &config.tls {
-        Some((cert, key)) => crate::server::tls_config(cert, key)
+        Some((cert, key)) => crate::tls::tls_config(cert, key)
             .map_err(|p| problems.extend(p))
             .ok(),
         None => None,

@@ -289,7 +289,7 @@ pub struct Upstream {
     pub ca_bundle: Option<PathBuf>,
 }
 
-/// Folder-subtree checks (see `crate::ancestry`).
+/// Folder-subtree checks (see the `ancestry` module).
 #[derive(Debug, Clone)]
 pub struct Subtree {
     /// How long an item's ancestry is trusted; default 30 s. An item moved
@@ -347,7 +347,7 @@ pub struct Config {
     /// Directory of the durable revocation log; default `data` next to the file.
     pub data_dir: PathBuf,
     /// Fleet mode: revocations over a Redis stream instead of the log.
-    pub stream: Option<crate::revocation::stream::StreamConfig>,
+    pub stream: Option<StreamConfig>,
     pub admin_secret: Option<String>,
     pub log_json: bool,
     /// How often queued request lines are written out; zero writes each
@@ -362,6 +362,32 @@ pub struct Config {
     pub subtree: Subtree,
     pub limits: Limits,
 }
+
+/// Fleet mode: revocations shared over a Redis stream (`[revocation.redis]`).
+/// What a replica does when the stream is not confirmed live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStale {
+    /// Refuse gateway-minted tokens with 503 (default: fail closed, since a
+    /// replica cut off from the stream cannot know what was revoked since).
+    Reject,
+    /// Keep serving from the revocations already known.
+    Serve,
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS.
+    pub url: String,
+    /// The stream key; the epoch key is `<stream>:epoch`.
+    pub key: String,
+    /// Longest time without a confirmed read before the stream is stale.
+    pub stale_after: Duration,
+    pub on_stale: OnStale,
+}
+
+/// Longest bearer token the gateway looks at (`[limits] token_bytes` is at
+/// most this); anything longer is refused unread.
+pub const MAX_TOKEN_BYTES: usize = 8192;
 
 /// Parses `"250ms"`, `"5s"`, `"10m"`, `"1h"`, `"2d"`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -634,14 +660,13 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
                     "must be redis://[user:password@]host:port/db or rediss://... (TLS)",
                 );
             }
-            use crate::revocation::stream::OnStale;
             let on_stale = choice(
                 &mut p,
                 "revocation.redis.on_stale",
                 r.on_stale.as_deref(),
                 &[("reject", OnStale::Reject), ("serve", OnStale::Serve)],
             );
-            Some(crate::revocation::stream::StreamConfig {
+            Some(StreamConfig {
                 url: r.url.clone(),
                 key: r
                     .stream
@@ -727,7 +752,7 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
                 .limits
                 .token_bytes
                 .unwrap_or(4096)
-                .clamp(64, crate::token::MAX_TOKEN_LEN),
+                .clamp(64, MAX_TOKEN_BYTES),
             header_timeout: dur(
                 &mut p,
                 "limits.header_timeout",
@@ -742,12 +767,9 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
                 &mut p,
                 "subtree.cache_ttl",
                 raw.subtree.cache_ttl.as_ref(),
-                crate::ancestry::DEFAULT_TTL,
+                Duration::from_secs(30),
             ),
-            cache_entries: raw
-                .subtree
-                .cache_entries
-                .unwrap_or(crate::ancestry::DEFAULT_ENTRIES),
+            cache_entries: raw.subtree.cache_entries.unwrap_or(100_000),
         },
     };
     p.into_result(config)

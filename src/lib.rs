@@ -2,7 +2,7 @@
 //!
 //! How a request flows through the modules:
 //!
-//! - [`server`] accepts connections (plain or [rustls](server::tls_config)),
+//! - [`server`] accepts connections (plain or [rustls](tls::tls_config)),
 //!   and hands each request to [`gateway::Gateway::handle`].
 //! - `/oauth2/token` and `/oauth2/revoke` go to [`oauth`]: token exchange
 //!   mints a sealed token ([`token`]); revocation goes to [`revocation`].
@@ -34,6 +34,7 @@ pub mod enforce;
 pub mod error;
 pub mod gateway;
 pub mod grant;
+pub mod headers;
 pub mod introspect;
 pub mod json;
 pub mod metrics;
@@ -46,6 +47,7 @@ pub mod sample_api;
 pub mod scope;
 pub mod server;
 pub mod target;
+pub mod tls;
 pub mod token;
 pub mod upload;
 pub mod upstream;

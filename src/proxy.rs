@@ -17,6 +17,7 @@ use http::{Request, Response, Uri};
 use crate::body::{self, Body};
 use crate::error::Rejection;
 use crate::grant::Forward;
+use crate::headers::list_elements;
 use crate::metrics::Metrics;
 use crate::target::Target;
 use crate::upstream::{Client, Origin, UpstreamError};
@@ -142,16 +143,6 @@ fn remove_where(h: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     for n in names.first.into_iter().flatten().chain(names.more) {
         h.remove(n);
     }
-}
-
-/// The elements of a comma-separated header list (RFC 9110 5.6.1) across
-/// all of `name`'s values, trimmed; empty elements are yielded too, for the
-/// caller to skip or refuse.
-pub(crate) fn list_elements(h: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
-    h.get_all(name)
-        .into_iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
 }
 
 /// The names [`remove_where`] drops: the first few inline.

@@ -95,7 +95,7 @@ pub fn reload_tls(gw: &Gateway, slot: &TlsSlot) -> bool {
     let Some((cert, key)) = &gw.config.tls else {
         return false;
     };
-    match crate::server::tls_config(cert, key) {
+    match crate::tls::tls_config(cert, key) {
         Ok(cfg) => {
             slot.store(Some(cfg));
             tracing::info!(cert = %cert.display(), "TLS certificate reloaded");

@@ -8,7 +8,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,59 +15,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 
-use crate::config::{Limits, Problems};
+use crate::config::Limits;
 use crate::gateway::{ConnInfo, Gateway};
-
-/// Loads a PEM certificate chain and key into a server config offering h2
-/// and http/1.1 by ALPN.
-pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Problems> {
-    let mut p = Problems::new(cert);
-    let certs: Vec<CertificateDer<'static>> = match CertificateDer::pem_file_iter(cert) {
-        Ok(iter) => match iter.collect::<Result<_, _>>() {
-            Ok(c) => c,
-            Err(e) => {
-                p.push("", format!("not a PEM certificate chain: {e}"));
-                return Err(p);
-            }
-        },
-        Err(e) => {
-            p.push("", format!("cannot read the certificate: {e}"));
-            return Err(p);
-        }
-    };
-    if certs.is_empty() {
-        p.push("", "holds no certificate");
-        return Err(p);
-    }
-    let key = match PrivateKeyDer::from_pem_file(key) {
-        Ok(k) => k,
-        Err(e) => {
-            let mut pk = Problems::new(key);
-            pk.push("", format!("cannot read a PEM private key: {e}"));
-            return Err(pk);
-        }
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = match rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            p.push(
-                "",
-                format!("certificate and key do not make a TLS config: {e}"),
-            );
-            return Err(p);
-        }
-    };
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
-}
 
 /// The HTTP/1 and HTTP/2 servers. The protocol is known before hyper sees
 /// a byte (the preface peek, or ALPN), so each connection goes straight to

@@ -24,7 +24,7 @@ use crate::digest::Digest;
 pub const PREFIX: &str = "sg1.";
 
 /// Longest bearer token looked at; anything longer is refused unread.
-pub const MAX_TOKEN_LEN: usize = 8192;
+pub const MAX_TOKEN_LEN: usize = crate::config::MAX_TOKEN_BYTES;
 
 /// What a minted token says. Field names are short: they ride in every token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

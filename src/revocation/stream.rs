@@ -28,26 +28,7 @@ use super::{Event, RevocationState};
 use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
 
-/// What a replica does when the stream is not confirmed live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnStale {
-    /// Refuse gateway-minted tokens with 503 (default: fail closed, since a
-    /// replica cut off from the stream cannot know what was revoked since).
-    Reject,
-    /// Keep serving from the revocations already known.
-    Serve,
-}
-
-#[derive(Debug, Clone)]
-pub struct StreamConfig {
-    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS.
-    pub url: String,
-    /// The stream key; the epoch key is `<stream>:epoch`.
-    pub key: String,
-    /// Longest time without a confirmed read before the stream is stale.
-    pub stale_after: Duration,
-    pub on_stale: OnStale,
-}
+pub use crate::config::{OnStale, StreamConfig};
 
 /// Entries read per `XREAD`.
 const BATCH: usize = 512;

@@ -71,9 +71,7 @@ impl Content {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::digest::hex;
 
 pub struct Tree {
     items: BTreeMap<String, Item>,

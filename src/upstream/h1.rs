@@ -233,7 +233,7 @@ impl Conn {
 
 /// Whether any element of `name`'s list is `token` (case-insensitive).
 fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    crate::proxy::list_elements(h, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    crate::headers::list_elements(h, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// How an answer's body is delimited (RFC 9112 6.3).
@@ -264,7 +264,7 @@ fn framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Framing
         ));
     }
     if te {
-        let codings: Vec<&[u8]> = crate::proxy::list_elements(h, header::TRANSFER_ENCODING)
+        let codings: Vec<&[u8]> = crate::headers::list_elements(h, header::TRANSFER_ENCODING)
             .filter(|c| !c.is_empty())
             .collect();
         let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
@@ -279,7 +279,7 @@ fn framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Framing
     if cl {
         let mut length = None;
         // Every element counts, an empty one too (refused).
-        for part in crate::proxy::list_elements(h, header::CONTENT_LENGTH) {
+        for part in crate::headers::list_elements(h, header::CONTENT_LENGTH) {
             // Digits only: `u64::from_str` would also take a leading `+`.
             if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                 return Err(H1Error::Malformed("bad Content-Length"));
