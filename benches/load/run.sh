@@ -150,9 +150,9 @@ http {
 }
 NGINX
 }
-ngxconf proxy 1 $NGX $NGXS " buffer=64k flush=20ms" > proxy.conf
+ngxconf proxy 1 $NGX $NGXS " combined buffer=64k flush=20ms" > proxy.conf
 ngxconf proxy-unbuf 1 $NGXU "" "" > proxy-unbuf.conf
-ngxconf proxy-2w 2 $NGX2 "" " buffer=64k flush=20ms" > proxy-2w.conf
+ngxconf proxy-2w 2 $NGX2 "" " combined buffer=64k flush=20ms" > proxy-2w.conf
 
 # ---- scopegate: plain and TLS instances (same keyring, so tokens work on both) ----
 sgconf() { # public admin data_dir [tls|unbuf]
