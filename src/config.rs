@@ -105,6 +105,7 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     subtree: RawSubtree,
+    ssf: Option<crate::ssf::config::RawSsf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -357,6 +358,8 @@ pub struct Config {
     pub grant_cache_entries: u64,
     pub subtree: Subtree,
     pub limits: Limits,
+    /// The Shared Signals receiver (`[ssf]`), when configured.
+    pub ssf: Option<crate::ssf::SsfConfig>,
 }
 
 /// Parses `"250ms"`, `"5s"`, `"10m"`, `"1h"`, `"2d"`.
@@ -653,7 +656,12 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         .public_url
         .as_deref()
         .map(|s| base_uri(&mut p, "listen.public_url", s));
+    let ssf = raw
+        .ssf
+        .as_ref()
+        .map(|s| crate::ssf::config::validate(s, &mut p, base));
     let config = Config {
+        ssf,
         public_url,
         source: path.to_path_buf(),
         stream,

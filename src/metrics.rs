@@ -32,6 +32,11 @@ pub const METRIC_NAMES: &[&str] = &[
     "scopegate_upstream_errors_total",
     "scopegate_ancestry_lookups_total",
     "scopegate_revocation_stream_malformed_total",
+    "scopegate_ssf_events_total",
+    "scopegate_ssf_verification_failures_total",
+    "scopegate_ssf_poll_errors_total",
+    "scopegate_ssf_jwks_refreshes_total",
+    "scopegate_ssf_stream_status",
 ];
 
 #[derive(Clone)]
@@ -60,6 +65,8 @@ pub struct Metrics {
     pub ancestry_lookups: IntCounterVec,
     /// Stream entries that did not decode as events (skipped).
     pub revocation_stream_malformed: IntCounter,
+    /// The SSF receiver's families (`crate::ssf::metrics`).
+    pub ssf: crate::ssf::metrics::SsfMetrics,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -193,6 +200,7 @@ impl Metrics {
                 "scopegate_revocation_stream_malformed_total",
                 "Revocation stream entries that did not decode as events and were skipped.",
             ),
+            ssf: crate::ssf::metrics::SsfMetrics::register(&r),
             registry: r,
         }
     }
