@@ -411,3 +411,78 @@ mod tests {
         assert!(err.contains("unknown field `surprise`"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The commented `[ssf]` example in the shipped configs, uncommented,
+    /// is a valid section naming every key: the documentation cannot drift.
+    #[test]
+    fn the_documented_example_is_valid_and_complete() {
+        for file in ["config/scopegate-box.toml", "config/scopegate-local.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let start = text.find("# [ssf]\n").expect("an [ssf] example");
+            let mut toml_text = String::new();
+            for line in text[start..].lines() {
+                let Some(l) = line.strip_prefix('#') else {
+                    break;
+                };
+                toml_text.push_str(l.strip_prefix(' ').unwrap_or(l));
+                toml_text.push('\n');
+            }
+            let table: toml::Table = toml::from_str(&toml_text).unwrap();
+            let raw: RawSsf = table["ssf"].clone().try_into().unwrap();
+            let mut p = Problems::new(&path);
+            let _ = validate(&raw, &mut p, Path::new("/"));
+            assert!(p.is_empty(), "{file}: {p}");
+            for key in [
+                "transmitter",
+                "audience",
+                "issuer",
+                "jwks_file",
+                "algorithms",
+                "iat_skew",
+                "jwks_min_refresh",
+                "stream_id",
+                "bearer",
+                "status_interval",
+                "timeout",
+                "verify",
+                "push",
+                "poll",
+                "subjects",
+            ] {
+                assert!(
+                    table["ssf"].get(key).is_some(),
+                    "{file}: ssf.{key} undocumented"
+                );
+            }
+            for (section, keys) in [
+                ("push", &["path", "authorization"][..]),
+                (
+                    "poll",
+                    &[
+                        "endpoint",
+                        "max_events",
+                        "return_immediately",
+                        "wait",
+                        "interval",
+                    ],
+                ),
+                (
+                    "subjects",
+                    &["email", "account", "opaque", "iss_sub", "iss_sub_issuer"],
+                ),
+            ] {
+                for k in keys {
+                    assert!(
+                        table["ssf"][section].get(k).is_some(),
+                        "{file}: ssf.{section}.{k} undocumented"
+                    );
+                }
+            }
+        }
+    }
+}
