@@ -476,7 +476,7 @@ async fn bad_sets_are_refused_with_the_rfc_error_and_change_nothing() {
     };
     let two_parts = {
         let s = good.sign(&ok(&jti()));
-        s.rsplitn(2, '.').nth(1).unwrap().to_string()
+        s.rsplit_once('.').unwrap().0.to_string()
     };
     let hs256 = {
         let c = ok(&jti());

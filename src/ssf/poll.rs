@@ -150,10 +150,13 @@ pub async fn run(rx: Arc<Receiver>, mut shutdown: tokio::sync::watch::Receiver<b
             }
         }
         let idle = got == 0 && !answer.more_available;
-        if idle && cfg.return_immediately && ack.is_empty() && errs.is_empty() {
-            if !pause(cfg.interval, &mut shutdown).await {
-                return;
-            }
+        if idle
+            && cfg.return_immediately
+            && ack.is_empty()
+            && errs.is_empty()
+            && !pause(cfg.interval, &mut shutdown).await
+        {
+            return;
         }
     }
 }

@@ -188,7 +188,7 @@ pub fn check_claims(c: &SetClaims, cfg: &SsfConfig, now: u64) -> Result<(), Refu
             "`iss` is not the configured transmitter",
         ));
     }
-    if !c.aud.iter().any(|a| *a == cfg.audience) {
+    if !c.aud.contains(&cfg.audience) {
         return Err(refuse(
             Refusal::Audience,
             "`aud` does not name this receiver",
