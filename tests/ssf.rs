@@ -518,6 +518,13 @@ async fn bad_sets_are_refused_with_the_rfc_error_and_change_nothing() {
             "iat",
         ),
         (
+            "expired (exp in the past)",
+            good.sign(&with("exp", json!(now() - 10))),
+            Some(PUSH_AUTH),
+            "invalid_request",
+            "expired",
+        ),
+        (
             "wrong audience",
             good.sign(&with("aud", json!("https://someone-else"))),
             Some(PUSH_AUTH),
