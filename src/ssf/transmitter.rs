@@ -31,10 +31,14 @@ pub struct Metadata {
     pub verification_endpoint: Option<Uri>,
 }
 
-/// Where the metadata of a transmitter at `base` is published.
+/// Where the metadata of a transmitter at `base` is published: the
+/// well-known segment goes between the authority and the issuer's path
+/// (`https://idp/tenant` -> `https://idp/.well-known/ssf-configuration/tenant`).
 pub fn metadata_url(base: &Uri) -> Option<Uri> {
-    let s = base.to_string();
-    format!("{}/.well-known/ssf-configuration", s.trim_end_matches('/'))
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?;
+    let path = base.path().trim_end_matches('/');
+    format!("{scheme}://{authority}/.well-known/ssf-configuration{path}")
         .parse()
         .ok()
 }
@@ -237,6 +241,12 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "https://idp.example.com/.well-known/ssf-configuration"
+        );
+        assert_eq!(
+            metadata_url(&"https://idp.example.com/tenant/1".parse().unwrap())
+                .unwrap()
+                .to_string(),
+            "https://idp.example.com/.well-known/ssf-configuration/tenant/1"
         );
     }
 }
