@@ -14,6 +14,8 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
+pub mod ssf;
+
 /// Every problem found in one or more configuration files.
 #[derive(Debug, Clone, Default)]
 pub struct Problems {
@@ -105,7 +107,7 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     subtree: RawSubtree,
-    ssf: Option<crate::ssf::config::RawSsf>,
+    ssf: Option<ssf::RawSsf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -359,7 +361,7 @@ pub struct Config {
     pub subtree: Subtree,
     pub limits: Limits,
     /// The Shared Signals receiver (`[ssf]`), when configured.
-    pub ssf: Option<crate::ssf::SsfConfig>,
+    pub ssf: Option<ssf::SsfConfig>,
 }
 
 /// Parses `"250ms"`, `"5s"`, `"10m"`, `"1h"`, `"2d"`.
@@ -656,10 +658,7 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         .public_url
         .as_deref()
         .map(|s| base_uri(&mut p, "listen.public_url", s));
-    let ssf = raw
-        .ssf
-        .as_ref()
-        .map(|s| crate::ssf::config::validate(s, &mut p, base));
+    let ssf = raw.ssf.as_ref().map(|s| ssf::validate(s, &mut p, base));
     let config = Config {
         ssf,
         public_url,

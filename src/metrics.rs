@@ -5,6 +5,8 @@
 //! Everything is registered into a registry owned by [`Metrics`], so tests
 //! can run several gateways in one process without sharing counters.
 
+pub mod ssf;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -65,8 +67,8 @@ pub struct Metrics {
     pub ancestry_lookups: IntCounterVec,
     /// Stream entries that did not decode as events (skipped).
     pub revocation_stream_malformed: IntCounter,
-    /// The SSF receiver's families (`crate::ssf::metrics`).
-    pub ssf: crate::ssf::metrics::SsfMetrics,
+    /// The SSF receiver's families (`ssf`).
+    pub ssf: ssf::SsfMetrics,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -200,7 +202,7 @@ impl Metrics {
                 "scopegate_revocation_stream_malformed_total",
                 "Revocation stream entries that did not decode as events and were skipped.",
             ),
-            ssf: crate::ssf::metrics::SsfMetrics::register(&r),
+            ssf: ssf::SsfMetrics::register(&r),
             registry: r,
         }
     }

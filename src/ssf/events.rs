@@ -42,31 +42,10 @@ const SSF: &str = "https://schemas.openid.net/secevent/ssf/event-type/";
 /// Prefix of the subject key that login matches are revoked under.
 pub const LOGIN_PREFIX: &str = "login:";
 
-/// Event types that revoke, by their short name (a metrics label).
-pub const REVOKING: &[&str] = &[
-    "session-revoked",
-    "credential-change",
-    "account-disabled",
-    "account-purged",
-    "credential-compromise",
-    "sessions-revoked",
-];
-
-/// Event types that are known and only counted.
-pub const COUNTED: &[&str] = &[
-    "token-claims-change",
-    "assurance-level-change",
-    "device-compliance-change",
-    "session-established",
-    "session-presented",
-    "risk-level-change",
-    "account-enabled",
-    "account-credential-change-required",
-    "identifier-changed",
-    "identifier-recycled",
-    "recovery-activated",
-    "recovery-information-changed",
-];
+/// Event types that revoke, by their short name (a metrics label), and
+/// the known ones that are only counted: the bounded label sets of
+/// `scopegate_ssf_events_total{type}`.
+pub use crate::metrics::ssf::{COUNTED, REVOKING};
 
 /// The status a transmitter gives its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The Shared Signals (SSF) receiver: identity providers' Security Event
 //! Tokens (RFC 8417) turned into ordinary subject revocations.
 //!
-//! - [`config`]: the `[ssf]` section.
+//! - [`config`] (`crate::config::ssf`): the `[ssf]` section.
 //! - [`transmitter`]: the transmitter's `/.well-known/ssf-configuration`,
 //!   its stream configuration and status, and verification requests.
 //! - [`jwks`]: the transmitter's keys, cached by `kid`, refreshed once
@@ -18,11 +18,9 @@
 //! [`Event`] with `source = "ssf"`, made durable (and put on the stream in
 //! fleet mode) before the transmitter gets its 202 or acknowledgement.
 
-pub mod config;
 pub mod events;
 pub mod http;
 pub mod jwks;
-pub mod metrics;
 pub mod poll;
 pub mod push;
 pub mod replay;
@@ -38,7 +36,11 @@ use std::time::Duration;
 use crate::clock::{unix_now, unix_now_ms};
 use crate::revocation::{Event, Source, Target};
 
-pub use config::SsfConfig;
+/// The `[ssf]` section (a leaf of `crate::config`).
+pub use crate::config::ssf as config;
+pub use crate::config::ssf::SsfConfig;
+/// The receiver's metrics (registered by `crate::metrics`).
+pub use crate::metrics::ssf as metrics;
 use events::{Action, StreamStatus};
 use metrics::SsfMetrics;
 use verify::{Refusal, Refused, Verifier};

@@ -12,7 +12,7 @@ use http::Uri;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::config::{Problems, parse_duration};
+use super::{Problems, parse_duration};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

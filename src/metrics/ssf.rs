@@ -1,12 +1,37 @@
-//! The receiver's metrics, registered into the gateway's registry and
+//! The SSF receiver's metrics (`crate::ssf`), registered into the gateway's registry and
 //! exported at zero from start-up (every label value below is touched once),
 //! so alerts and dashboards see them before the first event.
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use super::events::{COUNTED, REVOKING};
+/// Event type labels (`crate::ssf::events` maps URIs to them): the types
+/// that revoke, then the ones only counted. A test there keeps the lists equal.
+pub const REVOKING: &[&str] = &[
+    "session-revoked",
+    "credential-change",
+    "account-disabled",
+    "account-purged",
+    "credential-compromise",
+    "sessions-revoked",
+];
 
-/// The families this module registers (part of `crate::metrics::METRIC_NAMES`).
+/// Known event types that are counted and not acted on.
+pub const COUNTED: &[&str] = &[
+    "token-claims-change",
+    "assurance-level-change",
+    "device-compliance-change",
+    "session-established",
+    "session-presented",
+    "risk-level-change",
+    "account-enabled",
+    "account-credential-change-required",
+    "identifier-changed",
+    "identifier-recycled",
+    "recovery-activated",
+    "recovery-information-changed",
+];
+
+/// The families this module registers (part of `super::METRIC_NAMES`).
 pub const NAMES: &[&str] = &[
     "scopegate_ssf_events_total",
     "scopegate_ssf_verification_failures_total",
