@@ -171,10 +171,15 @@ fn map_subject(v: &Value, cfg: &Subjects, out: &mut Vec<String>, depth: u8) {
         if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
             return;
         }
-        match to {
-            MapTo::Subject => out.push(id.to_owned()),
-            MapTo::Login => out.push(format!("{LOGIN_PREFIX}{}", id.to_lowercase())),
-            MapTo::Ignore => {}
+        let key = match to {
+            MapTo::Subject => id.to_owned(),
+            MapTo::Login => format!("{LOGIN_PREFIX}{}", id.to_lowercase()),
+            MapTo::Ignore => return,
+        };
+        // Lower-casing can lengthen a string: the key itself must be a
+        // subject the revocation format carries, or the identifier is unmappable.
+        if crate::revocation::event::validate_subject(&key).is_ok() {
+            out.push(key);
         }
     };
     match field("format") {
@@ -305,6 +310,8 @@ mod tests {
             vec!["login:bob@x.org"]
         );
         assert!(subjects(json!({"format": "opaque", "id": "1001"})).is_empty());
+        // 'İ' (2 bytes) lower-cases to 3 bytes: 200 of them would not fit a subject.
+        assert!(subjects(json!({"format": "email", "email": "İ".repeat(100)})).is_empty());
         assert!(
             subjects(json!({"format": "iss_sub", "iss": "https://other", "sub": "1"})).is_empty()
         );

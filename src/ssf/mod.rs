@@ -243,6 +243,11 @@ impl Receiver {
                             source: Source::Ssf,
                         };
                         if ev.validate().is_err() {
+                            // `events::map` only yields valid subjects.
+                            tracing::error!(
+                                set = set_id.as_str(),
+                                "ssf: mapped subject is not a valid subject; skipped"
+                            );
                             continue;
                         }
                         if let Err(e) = (self.apply)(ev).await {
