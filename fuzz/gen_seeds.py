@@ -99,3 +99,32 @@ for i,(b,body) in enumerate(bodies):
     n = i % 3
     splits = b''.join(struct.pack('<H', random.randint(0, len(body))) for _ in range(n))
     put('oauth_form', 'upload-%d' % i, b'\x03' + ct + bytes([n]) + splits + body)
+
+# --- set (first byte: 0 compact JWS, 1 SET claims, 2 transmitter JSON)
+b64u = lambda b: base64.urlsafe_b64encode(b).rstrip(b'=').decode()
+CAEP = "https://schemas.openid.net/secevent/caep/event-type/"
+RISC = "https://schemas.openid.net/secevent/risc/event-type/"
+SSFE = "https://schemas.openid.net/secevent/ssf/event-type/"
+claims = [
+ {"jti":"j1","iss":"https://idp.example.com","aud":"https://gw","iat":1700000000,
+  "sub_id":{"format":"email","email":"Alice@Example.com"},"events":{CAEP+"session-revoked":{"event_timestamp":1700000000}}},
+ {"jti":"j2","iss":"https://idp.example.com","aud":["https://gw","x"],"iat":1700000000,
+  "sub_id":{"format":"iss_sub","iss":"https://idp.example.com","sub":"1001"},"events":{RISC+"account-disabled":{}}},
+ {"jti":"j3","iss":"i","aud":"a","iat":1,"events":{RISC+"credential-compromise":{"subject":{"format":"aliases","identifiers":[{"format":"account","uri":"acct:b@x"},{"format":"opaque","id":"7"}]}}}},
+ {"jti":"j4","iss":"i","aud":"a","iat":1,"sub_id":{"user":{"format":"email","email":"u@x"},"device":{"format":"opaque","id":"d"}},"events":{CAEP+"credential-change":{"change_type":"revoke"}}},
+ {"jti":"j5","iss":"i","aud":"a","iat":1,"events":{SSFE+"verification":{"state":"abc"}}},
+ {"jti":"j6","iss":"i","aud":"a","iat":1,"events":{SSFE+"stream-updated":{"status":"paused"}}},
+ {"jti":"j7","iss":"i","aud":"a","iat":1,"exp":2,"sub_id":{"format":"phone_number","phone_number":"+1"},"events":{CAEP+"token-claims-change":{}}},
+]
+for i,c in enumerate(claims): put('set', 'claims-%d' % i, b'\x01' + json.dumps(c).encode())
+heads = [{"alg":"RS256","kid":"k1","typ":"secevent+jwt"},{"alg":"ES256","kid":"k2"},{"alg":"none"},
+ {"alg":"HS256","kid":"k"},{"alg":"ES256","kid":"k","typ":"JWT"},{"alg":"ES256","kid":"k","crit":["b64"]}]
+for i,h in enumerate(heads):
+    put('set', 'jws-%d' % i, b'\x00' + ("%s.%s.%s" % (b64u(json.dumps(h).encode()), b64u(json.dumps(claims[0]).encode()), "c2ln" if i%2==0 else "")).encode())
+put('set', 'jws-jwe', b'\x00a.b.c.d.e')
+docs = [{"sets":{"j1":"a.b.c"},"moreAvailable":True},
+ {"issuer":"https://idp.example.com","jwks_uri":"https://idp.example.com/jwks","status_endpoint":"https://idp.example.com/status"},
+ {"keys":[{"kty":"EC","crv":"P-256","kid":"ec1","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+          {"kty":"RSA","kid":"r1","alg":"RS256","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB"},
+          {"kty":"oct","kid":"h","k":"c2VjcmV0"}]}]
+for i,d in enumerate(docs): put('set', 'doc-%d' % i, b'\x02' + json.dumps(d).encode())

@@ -101,5 +101,33 @@ pub fn build(loaded: Loaded, metrics: Metrics) -> Result<Arc<Gateway>, StartErro
         .revocation_entries
         .set(gw.revocations.state().len() as i64);
     gw.set_ready(true);
-    Ok(Arc::new(gw))
+    let gw = Arc::new(gw);
+    if let Some(cfg) = gw.config.ssf.clone() {
+        let receiver = ssf_receiver(&gw, cfg);
+        let _ = gw.ssf.set(Arc::new(receiver));
+    }
+    Ok(gw)
+}
+
+/// The SSF receiver, applying its revocations through the gateway's own
+/// revocation service (durable, on the stream in fleet mode, counted).
+fn ssf_receiver(gw: &Arc<Gateway>, cfg: crate::ssf::SsfConfig) -> crate::ssf::Receiver {
+    let weak = Arc::downgrade(gw);
+    let apply: crate::ssf::Apply = Arc::new(move |ev| {
+        let weak = weak.clone();
+        Box::pin(async move {
+            let gw = weak.upgrade().ok_or("the gateway is shutting down")?;
+            gw.revocations
+                .revoke(ev, &gw.grants, &gw.metrics)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    });
+    let redis = gw
+        .config
+        .stream
+        .as_ref()
+        .map(|s| (s.url.as_str(), s.key.as_str()));
+    let horizon = std::time::Duration::from_secs(gw.revocation_horizon(0));
+    crate::ssf::Receiver::new(cfg, apply, gw.metrics.ssf.clone(), redis, horizon)
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
+pub mod ssf;
+
 /// Every problem found in one or more configuration files.
 #[derive(Debug, Clone, Default)]
 pub struct Problems {
@@ -105,6 +107,7 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     subtree: RawSubtree,
+    ssf: Option<ssf::RawSsf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -361,6 +364,8 @@ pub struct Config {
     pub grant_cache_entries: u64,
     pub subtree: Subtree,
     pub limits: Limits,
+    /// The Shared Signals receiver (`[ssf]`), when configured.
+    pub ssf: Option<ssf::SsfConfig>,
 }
 
 /// Fleet mode: revocations shared over a Redis stream (`[revocation.redis]`).
@@ -694,7 +699,9 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         .public_url
         .as_deref()
         .map(|s| base_uri(&mut p, "listen.public_url", s));
+    let ssf = raw.ssf.as_ref().map(|s| ssf::validate(s, &mut p, base));
     let config = Config {
+        ssf,
         public_url,
         source: path.to_path_buf(),
         stream,

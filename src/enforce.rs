@@ -153,7 +153,15 @@ pub async fn decide(
             grant.family(),
             grant.subject(),
             grant.iat(),
-        ) {
+        ) || grant.login_key().is_some_and(|login| {
+            gw.revocations.is_revoked_checked(
+                grant.login_checked(),
+                grant.token_hash(),
+                grant.family(),
+                Some(login),
+                grant.iat(),
+            )
+        }) {
             return Err(Rejection::InvalidToken("revoked"));
         }
         let Some(m) = route else {

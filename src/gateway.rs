@@ -72,6 +72,9 @@ pub struct Gateway {
     /// mode, the stream is live); `/readyz` reports it.
     ready: AtomicBool,
     request_ids: RequestIds,
+    /// The Shared Signals receiver, set once by `crate::app::build` when
+    /// `[ssf]` is configured; its push path is served here.
+    pub ssf: std::sync::OnceLock<Arc<crate::ssf::Receiver>>,
 }
 
 /// Request ids: 16 hex digits, unique per process and unlikely to repeat
@@ -157,6 +160,7 @@ impl Gateway {
             metrics,
             ready: AtomicBool::new(false),
             reload: tokio::sync::Notify::new(),
+            ssf: std::sync::OnceLock::new(),
             config,
         };
         problems.into_result(gw)
@@ -231,6 +235,14 @@ impl Gateway {
         } else {
             match req.uri().path() {
                 "/oauth2/token" | "/oauth2/revoke" => self.oauth(req).await,
+                // SSF push (RFC 8935): on the public listener, because that is
+                // the address the identity provider can reach.
+                p if self.ssf.get().and_then(|r| r.push_path()) == Some(p) => {
+                    match self.ssf.get() {
+                        Some(rx) => crate::ssf::push::handle(rx, req).await,
+                        None => self.api(req, conn, rid, &rid_value, started).await,
+                    }
+                }
                 _ => self.api(req, conn, rid, &rid_value, started).await,
             }
         };

@@ -46,6 +46,11 @@ pub struct Grant {
     scopes: ScopeSet,
     restricted_to: Option<Item>,
     subject: Option<Box<str>>,
+    /// `login:<lower-cased login>`: the second subject key a revocation
+    /// can name this grant by (SSF events name users by login).
+    login_key: Option<Box<str>>,
+    /// [`Grant::checked`] for the login key.
+    login_checked: Checked,
     iat: Option<u64>,
     exp: u64,
     token_hash: Digest,
@@ -69,6 +74,12 @@ impl Grant {
     }
     pub fn iat(&self) -> Option<u64> {
         self.iat
+    }
+    pub fn login_key(&self) -> Option<&str> {
+        self.login_key.as_deref()
+    }
+    pub fn login_checked(&self) -> &Checked {
+        &self.login_checked
     }
     pub fn exp(&self) -> u64 {
         self.exp
@@ -109,6 +120,8 @@ impl Grant {
             scopes: table.expand_lenient(c.s.iter().map(String::as_str)),
             restricted_to,
             subject: c.sub.map(Into::into),
+            login_key: c.lg.map(|l| format!("login:{}", l.to_lowercase()).into()),
+            login_checked: Checked::new(),
             iat: Some(c.iat),
             exp: c.exp,
             token_hash,
@@ -131,6 +144,8 @@ impl Grant {
             scopes: table.expand_lenient(i.scope.as_deref().unwrap_or("").split(' ')),
             restricted_to: None,
             subject: i.sub.as_deref().map(Into::into),
+            login_key: None,
+            login_checked: Checked::new(),
             iat: i.iat,
             exp: i.exp.unwrap_or(now + ttl.as_secs()),
             token_hash,
@@ -147,6 +162,8 @@ impl Grant {
             scopes: ScopeSet::ALL,
             restricted_to: None,
             subject: None,
+            login_key: None,
+            login_checked: Checked::new(),
             iat: None,
             exp: now + ttl.as_secs(),
             token_hash,

@@ -18,6 +18,8 @@
 //! - [`admin`] serves health, readiness, [`metrics`] and admin revocations.
 //! - [`app`] assembles a gateway from its files; [`config`] validates them.
 //! - [`sample_api`] is a small Box-shaped API for the demo and the tests.
+//! - [`ssf`] receives identity providers' Security Event Tokens and turns
+//!   them into subject revocations.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
@@ -46,6 +48,7 @@ pub mod revocation;
 pub mod sample_api;
 pub mod scope;
 pub mod server;
+pub mod ssf;
 pub mod target;
 pub mod tls;
 pub mod token;

@@ -5,6 +5,8 @@
 //! Everything is registered into a registry owned by [`Metrics`], so tests
 //! can run several gateways in one process without sharing counters.
 
+pub mod ssf;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -32,6 +34,11 @@ pub const METRIC_NAMES: &[&str] = &[
     "scopegate_upstream_errors_total",
     "scopegate_ancestry_lookups_total",
     "scopegate_revocation_stream_malformed_total",
+    "scopegate_ssf_events_total",
+    "scopegate_ssf_verification_failures_total",
+    "scopegate_ssf_poll_errors_total",
+    "scopegate_ssf_jwks_refreshes_total",
+    "scopegate_ssf_stream_status",
 ];
 
 #[derive(Clone)]
@@ -60,6 +67,8 @@ pub struct Metrics {
     pub ancestry_lookups: IntCounterVec,
     /// Stream entries that did not decode as events (skipped).
     pub revocation_stream_malformed: IntCounter,
+    /// The SSF receiver's families (`ssf`).
+    pub ssf: ssf::SsfMetrics,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -193,6 +202,7 @@ impl Metrics {
                 "scopegate_revocation_stream_malformed_total",
                 "Revocation stream entries that did not decode as events and were skipped.",
             ),
+            ssf: ssf::SsfMetrics::register(&r),
             registry: r,
         }
     }

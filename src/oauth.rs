@@ -59,6 +59,8 @@ impl Form {
 struct Parent {
     scopes: ScopeSet,
     subject: Option<String>,
+    /// The login the probe returned (Box's `login`), for SSF subject matching.
+    login: Option<String>,
     remaining: u64,
 }
 
@@ -204,6 +206,7 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
             id: id.clone(),
         }),
         sub: parent.subject,
+        lg: parent.login,
         iat: now,
         exp: now + expires_in,
         jti: gw.grants.keyring().random_hex(16),
@@ -321,7 +324,13 @@ async fn validate_parent(gw: &Gateway, parent: &str, now: u64) -> Result<Parent,
                 }
             }
             let subject = crate::json::id_of(json.get("id").unwrap_or(&Value::Null));
+            let login = json
+                .get("login")
+                .and_then(Value::as_str)
+                .filter(|l| !l.is_empty() && l.len() <= 200)
+                .map(str::to_owned);
             Ok(Parent {
+                login,
                 scopes: policy
                     .scopes
                     .expand_lenient(gw.config.parent_scopes.iter().map(String::as_str)),
@@ -359,6 +368,7 @@ async fn validate_parent(gw: &Gateway, parent: &str, now: u64) -> Result<Parent,
                     .scopes
                     .expand_lenient(a.scope.as_deref().unwrap_or("").split(' ')),
                 subject: a.sub,
+                login: None,
                 remaining,
             })
         }

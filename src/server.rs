@@ -149,6 +149,10 @@ pub async fn run(
             stop_rx.clone(),
         ))
     });
+    let ssf = gw
+        .ssf
+        .get()
+        .map(|rx| tokio::spawn(rx.clone().run(stop_rx.clone())));
     let tls_slot: crate::reload::TlsSlot = Arc::new(arc_swap::ArcSwapOption::new(tls));
     let watcher = tokio::spawn(crate::reload::watch(
         gw.clone(),
@@ -236,6 +240,9 @@ pub async fn run(
     let _ = watcher.await;
     if let Some(c) = consumer {
         let _ = c.await;
+    }
+    if let Some(s) = ssf {
+        let _ = s.await;
     }
 }
 

@@ -39,6 +39,10 @@ pub struct Claims {
     /// Subject (user id), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// The subject's login (Box: the `login` of `GET /users/me`), when
+    /// known: identity providers name users by it (`crate::ssf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lg: Option<String>,
     pub iat: u64,
     pub exp: u64,
     /// Token id (random, hex).
@@ -317,6 +321,7 @@ mod tests {
                 id: "123".into(),
             }),
             sub: Some("1001".into()),
+            lg: None,
             iat: 100,
             exp: 200,
             jti: "abc".into(),

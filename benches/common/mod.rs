@@ -60,6 +60,7 @@ pub fn claims(i: u64, now: u64) -> Claims {
             id: format!("{}", 100_000 + i),
         }),
         sub: Some("11446498".into()),
+        lg: None,
         iat: now,
         exp: now + 3600,
         jti: format!("{:032x}", i),

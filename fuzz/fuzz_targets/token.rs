@@ -46,6 +46,7 @@ fn claims(i: &Input) -> Claims {
             id: id.clone(),
         }),
         sub: i.sub.clone(),
+        lg: None,
         iat: i.iat,
         exp: i.exp,
         jti: i.jti.clone(),

@@ -54,15 +54,18 @@ pub enum Source {
     Admin,
     /// Another system appending to the shared stream.
     External,
+    /// An identity provider's Security Event Token (`crate::ssf`).
+    Ssf,
 }
 
 impl Source {
-    /// The wire name: `"api"`, `"admin"` or `"external"`.
+    /// The wire name: `"api"`, `"admin"`, `"external"` or `"ssf"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Api => "api",
             Source::Admin => "admin",
             Source::External => "external",
+            Source::Ssf => "ssf",
         }
     }
 
@@ -71,6 +74,7 @@ impl Source {
             "api" => Some(Source::Api),
             "admin" => Some(Source::Admin),
             "external" => Some(Source::External),
+            "ssf" => Some(Source::Ssf),
             _ => None,
         }
     }
@@ -314,7 +318,7 @@ mod tests {
     #[test]
     fn every_kind_round_trips() {
         for (i, mut e) in all_kinds().into_iter().enumerate() {
-            e.source = [Source::Api, Source::Admin, Source::External][i % 3];
+            e.source = [Source::Api, Source::Admin, Source::External, Source::Ssf][i % 4];
             let json = e.to_json();
             assert_eq!(Event::from_json(json.as_bytes()), Ok(e.clone()), "{json}");
         }
