@@ -63,6 +63,10 @@ struct Upstream_ {
     seen: Arc<Mutex<Vec<(usize, String)>>>,
     read_done: Arc<Notify>,
     written: Arc<Notify>,
+    /// Notified when the gateway closes a connection (the upstream reads its end).
+    closed: Arc<Notify>,
+    /// Connections accepted.
+    accepted: Arc<AtomicUsize>,
 }
 
 /// Reads one request head (and a body framed by `content-length`, unless
@@ -105,22 +109,27 @@ async fn upstream(first: &'static [Act], second: &'static [Act], skip_body: bool
     let addr = l.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (read_done, written) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let closed = Arc::new(Notify::new());
+    let accepted = Arc::new(AtomicUsize::new(0));
     let up = Upstream_ {
         addr,
         seen: seen.clone(),
         read_done: read_done.clone(),
         written: written.clone(),
+        closed: closed.clone(),
+        accepted: accepted.clone(),
     };
     tokio::spawn(async move {
-        let conns = AtomicUsize::new(0);
         while let Ok((mut s, _)) = l.accept().await {
-            let conn = conns.fetch_add(1, Ordering::SeqCst);
+            let conn = accepted.fetch_add(1, Ordering::SeqCst);
             let (seen, read_done, written) = (seen.clone(), read_done.clone(), written.clone());
+            let closed = closed.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 for nth in 0.. {
                     let skip = skip_body && conn == 0 && nth == 0;
                     let Some(line) = read_request(&mut s, &mut buf, skip).await else {
+                        closed.notify_one();
                         return;
                     };
                     seen.lock().unwrap().push((conn, line));
@@ -162,6 +171,16 @@ async fn upstream(first: &'static [Act], second: &'static [Act], skip_body: bool
 }
 
 fn client(metrics: &Metrics) -> Client {
+    client_with(
+        metrics,
+        UpstreamPool {
+            body_idle_timeout: Duration::from_millis(400),
+            ..UpstreamPool::default()
+        },
+    )
+}
+
+fn client_with(metrics: &Metrics, pool: UpstreamPool) -> Client {
     Client::new(&Upstream {
         api: "http://127.0.0.1".parse().unwrap(),
         upload: "http://127.0.0.1".parse().unwrap(),
@@ -170,10 +189,7 @@ fn client(metrics: &Metrics) -> Client {
         connect_timeout: Duration::from_secs(2),
         timeout: Duration::from_millis(1500),
         ca_bundle: None,
-        pool: UpstreamPool {
-            body_idle_timeout: Duration::from_millis(400),
-            ..UpstreamPool::default()
-        },
+        pool,
     })
     .unwrap()
     .count_errors_into(metrics.upstream_errors.clone())
@@ -543,4 +559,83 @@ async fn an_upload_that_stalls_is_cut_and_counted() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(scopegate_metric(&metrics, "upload_timeout"), 1);
+}
+
+/// `max_connections` bounds the connections to an origin: a request beyond
+/// it waits for one to come free (and takes it, without a new connection),
+/// or gets `Busy` (503) after `connection_wait`.
+#[tokio::test]
+async fn requests_beyond_max_connections_wait_then_get_503() {
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let up = upstream(&[Later(OK)], &[], false).await;
+    let metrics = Metrics::new();
+    let cl = Arc::new(client_with(
+        &metrics,
+        UpstreamPool {
+            max_connections: 1,
+            connection_wait: Duration::from_millis(300),
+            ..UpstreamPool::default()
+        },
+    ));
+    let o = Arc::new(Origin::new(
+        &format!("http://{}", up.addr).parse().unwrap(),
+        &cl,
+    ));
+    // The first request holds the only connection until the upstream answers.
+    let first = {
+        let (cl, o) = (cl.clone(), o.clone());
+        tokio::spawn(async move {
+            fetch(&cl, &o, request(&o, &Method::GET, body::empty()))
+                .await
+                .0
+        })
+    };
+    while up.seen.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let started = std::time::Instant::now();
+    let (got, _) = fetch(&cl, &o, request(&o, &Method::GET, body::empty())).await;
+    assert_eq!(got, Got::Failed(UpstreamError::Busy));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(o.open_connections(), 1);
+    // A waiter gets the connection the moment it goes idle.
+    let waiter = {
+        let (cl, o) = (cl.clone(), o.clone());
+        tokio::spawn(async move {
+            fetch(&cl, &o, request(&o, &Method::GET, body::empty()))
+                .await
+                .0
+        })
+    };
+    up.read_done.notify_one();
+    assert_eq!(first.await.unwrap(), answer(200, "ok"));
+    assert_eq!(waiter.await.unwrap(), answer(200, "clean"));
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "no second connection"
+    );
+}
+
+/// An idle connection is closed by the reaper after `idle_timeout`, with
+/// no request coming to find it stale.
+#[tokio::test]
+async fn idle_connections_are_reaped_after_the_idle_timeout() {
+    let up = upstream(&[W(CLEAN)], &[], false).await;
+    let metrics = Metrics::new();
+    let cl = client_with(
+        &metrics,
+        UpstreamPool {
+            idle_timeout: Duration::from_millis(200),
+            ..UpstreamPool::default()
+        },
+    );
+    let o = Origin::new(&format!("http://{}", up.addr).parse().unwrap(), &cl);
+    let (got, _) = fetch(&cl, &o, request(&o, &Method::GET, body::empty())).await;
+    assert_eq!(got, answer(200, "clean"));
+    assert_eq!(o.open_connections(), 1);
+    tokio::time::timeout(Duration::from_secs(5), up.closed.notified())
+        .await
+        .expect("the idle connection was never closed");
+    assert_eq!(o.open_connections(), 0);
 }

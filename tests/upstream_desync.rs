@@ -128,7 +128,13 @@ async fn interleaved_clients_never_get_each_others_answers() {
                     .header("authorization", format!("Bearer {token}"))
                     .body(Full::new(Bytes::new()))
                     .unwrap();
-                let resp = client.request(req).await.expect("the gateway answers");
+                // The gateway closes the connection when an answer breaks
+                // off; if nothing of it was written yet, the client sees
+                // just the close.
+                let Ok(resp) = client.request(req).await else {
+                    outcomes.push((id, 0, Ok(Bytes::new())));
+                    continue;
+                };
                 let status = resp.status().as_u16();
                 let body = resp.into_body().collect().await.map(|b| b.to_bytes());
                 outcomes.push((id, status, body));
@@ -152,7 +158,7 @@ async fn interleaved_clients_never_get_each_others_answers() {
                 (204, Ok(b)) => assert!(b.is_empty(), "request {id}: a 204 with {b:?}"),
                 // Refused or cut off: never someone else's bytes.
                 (502, Ok(b)) => assert!(!String::from_utf8_lossy(&b).contains("\"id\"")),
-                (200, Err(_)) => {}
+                (200, Err(_)) | (0, _) => {}
                 (s, b) => panic!("request {id}: {s} {b:?}"),
             }
         }
