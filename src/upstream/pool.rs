@@ -353,9 +353,20 @@ impl Pool {
 
     /// An idle connection for the lean path, if a live one is at hand.
     fn checkout_lean(&self) -> Option<Lean> {
-        if let Some(h2) = self.lock().live_h2() {
-            return Some(Lean::H2(h2));
+        // One lock for the common case (an HTTP/2 connection, or a fresh
+        // idle one on top of the stack); more only to skip stale ones.
+        let top = {
+            let mut idle = self.lock();
+            if let Some(h2) = idle.live_h2() {
+                return Some(Lean::H2(h2));
+            }
+            idle.lean.pop()?
+        };
+        let (mut c, since) = top;
+        if since.elapsed() < self.settings.idle_timeout && c.is_idle_usable() {
+            return Some(Lean::H1(c));
         }
+        drop(c);
         self.pop_usable(|i| &mut i.lean, h1::Conn::is_idle_usable)
             .map(Lean::H1)
     }
