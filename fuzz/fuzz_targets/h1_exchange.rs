@@ -41,6 +41,25 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// One client for every run: making one reads the system's root
+/// certificates, which would cost more than the exchange.
+fn client() -> &'static Client {
+    static C: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        Client::new(&Upstream {
+            api: "http://127.0.0.1".parse().unwrap(),
+            upload: "http://127.0.0.1".parse().unwrap(),
+            token_endpoint: None,
+            revoke_endpoint: None,
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
+            ca_bundle: None,
+            pool: Default::default(),
+        })
+        .unwrap()
+    })
+}
+
 /// Reads one request head off `s` into `seen`; false at the end of the stream.
 async fn read_head(s: &mut tokio::net::TcpStream, seen: &mut Vec<u8>) -> bool {
     let mut buf = [0u8; 2048];
@@ -114,25 +133,15 @@ async fn run(flags: u8, split: usize, answer: Vec<u8>) {
             });
         }
     });
-    let c = Client::new(&Upstream {
-        api: format!("http://{addr}").parse().unwrap(),
-        upload: format!("http://{addr}").parse().unwrap(),
-        token_endpoint: None,
-        revoke_endpoint: None,
-        connect_timeout: Duration::from_secs(2),
-        timeout: Duration::from_secs(5),
-        ca_bundle: None,
-        pool: Default::default(),
-    })
-    .unwrap();
+    let c = client();
     let o = Origin::new(&format!("http://{addr}").parse().unwrap(), &c);
     let method = if flags & 1 != 0 { http::Method::HEAD } else { http::Method::GET };
-    if let Ok((status, b)) = get(&c, &o, method.clone()).await {
+    if let Ok((status, b)) = get(c, &o, method.clone()).await {
         assert!((200..=599).contains(&status), "{status}");
         assert!(b.len() <= answer_len, "more body than the upstream sent");
         assert!(method == http::Method::GET || b.is_empty(), "a body on HEAD");
     }
-    let second = get(&c, &o, http::Method::GET).await;
+    let second = get(c, &o, http::Method::GET).await;
     let reused = *second_on_first.lock().unwrap();
     match (reused, &second) {
         (true, Ok((200, b))) => assert_eq!(&b[..], b"second"),

@@ -6,9 +6,11 @@
 //! the in-task HTTP/1.1 exchange of `h1`; the gateway's own calls
 //! (introspection, token endpoints, ancestry lookups), which may go to any
 //! URL, through hyper-util's general pooled client. Every call is bounded by
-//! the configured response-head timeout; the gateway maps a timeout to 504
-//! and any other failure to 502, and never shows the client the upstream's
-//! error text.
+//! the configured response-head timeout, and a proxied body in flight (an
+//! answer coming down, an upload going up) by `body_idle_timeout` between
+//! two bytes ([`watch`]); the gateway maps a timeout to 504, a pool with no
+//! connection free within `connection_wait` to 503, and any other failure
+//! to 502, and never shows the client the upstream's error text.
 
 mod h1;
 pub mod pool;
