@@ -856,6 +856,48 @@ mod tests {
     }
 
     #[test]
+    fn upstream_connection_keys_parse_and_bad_ones_are_named() {
+        let c = validate(MIN, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.upstream.pool.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.upstream.pool.max_connections, 4096);
+        let text = MIN.replace(
+            "api = \"http://127.0.0.1:9000\"",
+            "api = \"http://127.0.0.1:9000\"\nidle_timeout = \"2s\"\nmax_idle = 8\nmax_connections = 16\nconnection_wait = \"250ms\"\nh2_keepalive = \"10s\"\ntcp_keepalive = \"30s\"\nbody_idle_timeout = \"5s\"",
+        );
+        let p = validate(&text, Path::new("gw.toml")).unwrap().upstream.pool;
+        assert_eq!(
+            (
+                p.idle_timeout,
+                p.max_idle,
+                p.max_connections,
+                p.connection_wait
+            ),
+            (Duration::from_secs(2), 8, 16, Duration::from_millis(250))
+        );
+        assert_eq!(
+            (p.h2_keepalive, p.tcp_keepalive, p.body_idle_timeout),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                Duration::from_secs(5)
+            )
+        );
+        let text = MIN.replace(
+            "api = \"http://127.0.0.1:9000\"",
+            "api = \"http://127.0.0.1:9000\"\nmax_connections = 0\nbody_idle_timeout = \"0s\"\nidle_timeout = \"soon\"",
+        );
+        let err = validate(&text, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gw.toml: upstream.max_connections: must be at least 1"),
+            "{err}"
+        );
+        assert!(err.contains("gw.toml: upstream.body_idle_timeout"), "{err}");
+        assert!(err.contains("gw.toml: upstream.idle_timeout"), "{err}");
+    }
+
+    #[test]
     fn every_bad_key_is_named_with_the_file() {
         let text = MIN.replace("http://127.0.0.1:9000", "ftp://x")
             + "\n[cors]\norigins = [\"https://a.example/\"]\n[log]\nformat = \"xml\"\n";
