@@ -128,3 +128,38 @@ docs = [{"sets":{"j1":"a.b.c"},"moreAvailable":True},
           {"kty":"RSA","kid":"r1","alg":"RS256","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB"},
           {"kty":"oct","kid":"h","k":"c2VjcmV0"}]}]
 for i,d in enumerate(docs): put('set', 'doc-%d' % i, b'\x02' + json.dumps(d).encode())
+# --- h1_head, h1_chunked, h1_exchange: upstream answers (the lean HTTP/1.1 exchange)
+answers = [
+ b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+ b"HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\n\r\nok",
+ b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok!",
+ b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n0\r\nx-t: 1\r\n\r\n",
+ b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+ b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+ b"HTTP/1.1 204 No Content\r\ncontent-length: 6\r\n\r\nforged",
+ b"HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\n\r\n",
+ b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+ b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+ b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+ b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+ b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged",
+ b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok",
+ b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+ b"HTTP/1.1 200 OK\r\nx-a:  b \t\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"id\":\"1\"}\n",
+]
+for i,a in enumerate(answers):
+    put('h1_head', 'seed-%02d' % i, bytes([i % 4, (i * 37) % 256]) + a)
+    put('h1_exchange', 'seed-%02d' % i, bytes([i % 8, (i * 29) % 256]) + a)
+chunked = [
+ b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
+ b"0\r\n\r\nHTTP/1.1 200 OK",
+ b"a\r\nhello",
+ b"5\r\nhelloX\r\n",
+ b"5 \t;x=\"y\"\r\nhello\r\n0\r\n\r\n",
+ b"5\nhello\r\n0\r\n\r\n",
+ b"fffffffffffffff\r\n",
+ b"1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\na: b\r\nc: d\r\n\r\n",
+]
+for i,c in enumerate(chunked):
+    n = i % 5
+    put('h1_chunked', 'seed-%02d' % i, bytes([n]) + bytes((j * 53 + i) % 256 for j in range(n)) + c)

@@ -144,6 +144,13 @@ struct RawUpstream {
     connect_timeout: Option<String>,
     timeout: Option<String>,
     ca_bundle: Option<String>,
+    idle_timeout: Option<String>,
+    max_idle: Option<u64>,
+    max_connections: Option<u64>,
+    connection_wait: Option<String>,
+    h2_keepalive: Option<String>,
+    tcp_keepalive: Option<String>,
+    body_idle_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +297,43 @@ pub struct Upstream {
     pub timeout: Duration,
     /// Extra CA certificates (PEM) trusted for HTTPS upstreams.
     pub ca_bundle: Option<PathBuf>,
+    /// How connections to the upstream are kept (see `crate::upstream::pool`).
+    pub pool: UpstreamPool,
+}
+
+/// `[upstream]`'s connection keys.
+#[derive(Debug, Clone)]
+pub struct UpstreamPool {
+    /// An idle connection is closed after this; default 60 s.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per origin and kind; default 1,024.
+    pub max_idle: usize,
+    /// Open connections per origin; default 4,096.
+    pub max_connections: usize,
+    /// How long a request waits for a connection beyond `max_connections`
+    /// before a 503; default 5 s.
+    pub connection_wait: Duration,
+    /// HTTP/2 ping interval, and how long a ping may go unanswered; default 30 s.
+    pub h2_keepalive: Duration,
+    /// TCP keepalive idle time toward the upstream; default 60 s.
+    pub tcp_keepalive: Duration,
+    /// Longest wait for the next byte of a body in flight (an answer, or an
+    /// upload going up); default 60 s.
+    pub body_idle_timeout: Duration,
+}
+
+impl Default for UpstreamPool {
+    fn default() -> UpstreamPool {
+        UpstreamPool {
+            idle_timeout: Duration::from_secs(60),
+            max_idle: 1024,
+            max_connections: 4096,
+            connection_wait: Duration::from_secs(5),
+            h2_keepalive: Duration::from_secs(30),
+            tcp_keepalive: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Folder-subtree checks (see the `ancestry` module).
@@ -534,6 +578,56 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
             Duration::from_secs(60),
         ),
         ca_bundle: u.ca_bundle.as_deref().map(rel),
+        pool: {
+            let d = UpstreamPool::default();
+            let count = |p: &mut Problems, key: &str, v: Option<u64>, default: usize| match v {
+                None => default,
+                Some(0) => {
+                    p.push(key, "must be at least 1");
+                    default
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            };
+            UpstreamPool {
+                idle_timeout: dur(
+                    &mut p,
+                    "upstream.idle_timeout",
+                    u.idle_timeout.as_ref(),
+                    d.idle_timeout,
+                ),
+                max_idle: count(&mut p, "upstream.max_idle", u.max_idle, d.max_idle),
+                max_connections: count(
+                    &mut p,
+                    "upstream.max_connections",
+                    u.max_connections,
+                    d.max_connections,
+                ),
+                connection_wait: dur(
+                    &mut p,
+                    "upstream.connection_wait",
+                    u.connection_wait.as_ref(),
+                    d.connection_wait,
+                ),
+                h2_keepalive: dur(
+                    &mut p,
+                    "upstream.h2_keepalive",
+                    u.h2_keepalive.as_ref(),
+                    d.h2_keepalive,
+                ),
+                tcp_keepalive: dur(
+                    &mut p,
+                    "upstream.tcp_keepalive",
+                    u.tcp_keepalive.as_ref(),
+                    d.tcp_keepalive,
+                ),
+                body_idle_timeout: dur(
+                    &mut p,
+                    "upstream.body_idle_timeout",
+                    u.body_idle_timeout.as_ref(),
+                    d.body_idle_timeout,
+                ),
+            }
+        },
     };
 
     let external = choice(
@@ -805,6 +899,48 @@ mod tests {
         assert_eq!(c.max_expires_in, Duration::from_secs(3600));
         assert_eq!(c.keyring, Path::new("/etc/sg/keys.toml"));
         assert_eq!(c.admin.ip().to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn upstream_connection_keys_parse_and_bad_ones_are_named() {
+        let c = validate(MIN, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.upstream.pool.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.upstream.pool.max_connections, 4096);
+        let text = MIN.replace(
+            "api = \"http://127.0.0.1:9000\"",
+            "api = \"http://127.0.0.1:9000\"\nidle_timeout = \"2s\"\nmax_idle = 8\nmax_connections = 16\nconnection_wait = \"250ms\"\nh2_keepalive = \"10s\"\ntcp_keepalive = \"30s\"\nbody_idle_timeout = \"5s\"",
+        );
+        let p = validate(&text, Path::new("gw.toml")).unwrap().upstream.pool;
+        assert_eq!(
+            (
+                p.idle_timeout,
+                p.max_idle,
+                p.max_connections,
+                p.connection_wait
+            ),
+            (Duration::from_secs(2), 8, 16, Duration::from_millis(250))
+        );
+        assert_eq!(
+            (p.h2_keepalive, p.tcp_keepalive, p.body_idle_timeout),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                Duration::from_secs(5)
+            )
+        );
+        let text = MIN.replace(
+            "api = \"http://127.0.0.1:9000\"",
+            "api = \"http://127.0.0.1:9000\"\nmax_connections = 0\nbody_idle_timeout = \"0s\"\nidle_timeout = \"soon\"",
+        );
+        let err = validate(&text, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gw.toml: upstream.max_connections: must be at least 1"),
+            "{err}"
+        );
+        assert!(err.contains("gw.toml: upstream.body_idle_timeout"), "{err}");
+        assert!(err.contains("gw.toml: upstream.idle_timeout"), "{err}");
     }
 
     #[test]

@@ -127,7 +127,9 @@ impl Gateway {
                 problems.push("parent.scopes", format!("unknown scope `{s}`"));
             }
         }
-        let client = Client::new(&config.upstream)?;
+        let client =
+            Client::new(&config.upstream)?.count_errors_into(metrics.upstream_errors.clone());
+        metrics.export_routes(policy.routes().iter().map(|r| &*r.name));
         let introspector = config
             .introspection
             .clone()

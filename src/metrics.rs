@@ -41,6 +41,24 @@ pub const METRIC_NAMES: &[&str] = &[
     "scopegate_ssf_stream_status",
 ];
 
+/// `kind` of `scopegate_upstream_errors_total`: the proxy's failures
+/// (`unreachable`, `timeout`, `busy`: no connection free) and the body
+/// deadlines' (`body_timeout`: an answer stalled; `upload_timeout`: a
+/// request body stalled on its way up).
+pub const UPSTREAM_ERROR_KINDS: &[&str] = &[
+    "unreachable",
+    "timeout",
+    "busy",
+    "body_timeout",
+    "upload_timeout",
+];
+/// `kind` of `scopegate_revocations_applied_total` (the event kinds).
+pub const REVOCATION_KINDS: &[&str] = &["token", "family", "subject", "cutoff"];
+/// `source` of `scopegate_revocations_applied_total`.
+pub const REVOCATION_SOURCES: &[&str] = &["api", "admin", "external"];
+/// `result` of `scopegate_ancestry_lookups_total`.
+pub const ANCESTRY_RESULTS: &[&str] = &["hit", "miss", "error"];
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -61,7 +79,7 @@ pub struct Metrics {
     pub revocation_propagation_seconds: Histogram,
     pub revocation_stream_staleness_seconds: IntGauge,
     pub introspection_errors: IntCounter,
-    /// kind (unreachable|timeout).
+    /// kind (see [`UPSTREAM_ERROR_KINDS`]).
     pub upstream_errors: IntCounterVec,
     /// result (hit|miss|error): folder-subtree ancestry lookups.
     pub ancestry_lookups: IntCounterVec,
@@ -122,7 +140,7 @@ impl Metrics {
         .expect("static metric definition");
         r.register(Box::new(upstream_seconds.clone()))
             .expect("metric registered once");
-        Metrics {
+        let m = Metrics {
             requests: counter_vec(
                 &r,
                 "scopegate_requests_total",
@@ -204,6 +222,39 @@ impl Metrics {
             ),
             ssf: ssf::SsfMetrics::register(&r),
             registry: r,
+        };
+        m.export_known_labels();
+        m
+    }
+
+    /// Every series whose label values are known before the first event is
+    /// exported at zero from start-up, so a dashboard or an alert (`rate`,
+    /// `increase`, `absent`) sees the family on a fresh gateway instead of
+    /// no data until the first error, revocation or lookup.
+    fn export_known_labels(&self) {
+        for kind in UPSTREAM_ERROR_KINDS {
+            self.upstream_errors.with_label_values(&[kind]);
+        }
+        for kind in REVOCATION_KINDS {
+            for source in REVOCATION_SOURCES {
+                self.revocations_applied.with_label_values(&[kind, source]);
+            }
+        }
+        for result in ANCESTRY_RESULTS {
+            self.ancestry_lookups.with_label_values(&[result]);
+        }
+        for (endpoint, outcome) in [("exchange", "ok"), ("revoke", "ok"), ("forward", "sent")] {
+            self.oauth_requests.with_label_values(&[endpoint, outcome]);
+        }
+    }
+
+    /// The per-route series of the policy's routes, at zero (allowed
+    /// requests, time to the upstream): called with the policy's route
+    /// names when the gateway starts.
+    pub fn export_routes<'a>(&self, routes: impl IntoIterator<Item = &'a str>) {
+        for route in routes {
+            self.requests.with_label_values(&[route, "allow", "ok"]);
+            self.upstream_seconds.with_label_values(&[route]);
         }
     }
 

@@ -236,13 +236,12 @@ pub async fn forward(
             ));
         }
         Err(e) => {
-            let kind = match e {
-                UpstreamError::Timeout => "timeout",
-                _ => "unreachable",
-            };
-            metrics.upstream_errors.with_label_values(&[kind]).inc();
+            metrics.upstream_errors.with_label_values(&[e.kind()]).inc();
             return Err(match e {
                 UpstreamError::Timeout => Rejection::GatewayTimeout,
+                UpstreamError::Busy => {
+                    Rejection::Unavailable("the upstream has no connection free")
+                }
                 _ => Rejection::BadGateway,
             });
         }

@@ -13,13 +13,21 @@
 //! its answer ended exactly where its framing said, with nothing after it.
 //! A connection that might hold a stray byte of one answer never carries
 //! another client's request. Trailers of a chunked answer are read and
-//! dropped.
+//! dropped. `chunked` is the only transfer coding accepted: another one
+//! (`gzip, chunked`) would reach the client still encoded with no header
+//! naming the coding, so such an answer is refused (502). A list of equal
+//! `Content-Length`s (`5, 5`) is passed on as the one value it means
+//! (RFC 9110 8.6).
+//!
+//! A request goes out a second time (on a fresh connection) only as RFC
+//! 9110 9.2.2 allows: when not a byte of it was written, or when it is
+//! idempotent and its pooled connection closed before a byte of answer.
 //!
 //! Requests with a body (uploads) and HTTP/2 upstreams keep hyper's client.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
@@ -27,8 +35,10 @@ use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::pool::Pool;
+use super::watch::Stall;
 
 /// An upstream connection, plain or TLS, as the connector makes it; boxed,
 /// since a TLS stream is over a kilobyte and a connection moves in and out
@@ -54,6 +64,8 @@ pub enum H1Error {
     Closed,
     #[error("upstream answer malformed: {0}")]
     Malformed(&'static str),
+    #[error("upstream answer body stalled")]
+    Stalled,
 }
 
 /// An HTTP/1.1 connection to the upstream and what has been read of it.
@@ -61,6 +73,10 @@ pub(super) struct Conn {
     io: TokioIo<Stream>,
     /// Bytes read and not consumed yet: empty between exchanges.
     buf: BytesMut,
+    /// A byte of this exchange's answer has arrived: the request was received.
+    received: bool,
+    /// The pool's count of this origin's connections: freed with the connection.
+    _permit: OwnedSemaphorePermit,
 }
 
 /// Why an exchange gave no answer.
@@ -73,10 +89,12 @@ pub(super) enum Failed {
 }
 
 impl Conn {
-    pub(super) fn new(io: Stream) -> Conn {
+    pub(super) fn new(io: Stream, permit: OwnedSemaphorePermit) -> Conn {
         Conn {
             io: TokioIo::new(io),
             buf: BytesMut::new(),
+            received: false,
+            _permit: permit,
         }
     }
 
@@ -105,13 +123,24 @@ impl Conn {
         pooled: bool,
         pool: &Arc<Pool>,
     ) -> Result<Response<H1Body>, Failed> {
-        if let Err(e) = self.write(head).await {
-            return Err(Failed::Retry(e.into()));
+        // RFC 9110 9.2.2: what may have been received goes out again only
+        // when it is idempotent, and only after a pooled connection failed
+        // (a fresh one failing says the upstream is unwell, not the pool).
+        let again = |e| match pooled && method.is_idempotent() {
+            true => Failed::Retry(e),
+            false => Failed::Final(e),
+        };
+        self.received = false;
+        match self.write(head).await {
+            Ok(()) => {}
+            // Not a byte went out: proven unsent, whatever the method.
+            Err((0, e)) => return Err(Failed::Retry(e.into())),
+            Err((_, e)) => return Err(again(e.into())),
         }
         let (parts, framing, reusable) = match self.read_head(method).await {
             Ok(h) => h,
-            Err(H1Error::Closed) if pooled && self.buf.is_empty() && method.is_safe() => {
-                return Err(Failed::Retry(H1Error::Closed));
+            Err(e @ (H1Error::Closed | H1Error::Io(_))) if !self.received => {
+                return Err(again(e));
             }
             Err(e) => return Err(Failed::Final(e)),
         };
@@ -120,6 +149,7 @@ impl Conn {
             framing,
             reusable,
             pool: pool.clone(),
+            stall: Stall::default(),
         };
         // A body already complete (no body, or all of it read with the
         // head) hands the connection back now, not when it is next polled.
@@ -129,15 +159,25 @@ impl Conn {
         Ok(Response::from_parts(parts, body))
     }
 
-    async fn write(&mut self, head: &[u8]) -> std::io::Result<()> {
-        self.io.write_all(head).await?;
-        self.io.flush().await
+    /// Writes all of `head`; on failure, how many bytes the socket took.
+    async fn write(&mut self, head: &[u8]) -> Result<(), (usize, std::io::Error)> {
+        let mut sent = 0;
+        while sent < head.len() {
+            match self.io.write(&head[sent..]).await {
+                Ok(0) => return Err((sent, std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => sent += n,
+                Err(e) => return Err((sent, e)),
+            }
+        }
+        self.io.flush().await.map_err(|e| (sent, e))
     }
 
     /// Reads once more into the buffer; 0 is the end of the stream.
     async fn read_more(&mut self) -> Result<usize, H1Error> {
         self.buf.reserve(READ_CHUNK);
-        Ok(self.io.read_buf(&mut self.buf).await?)
+        let n = self.io.read_buf(&mut self.buf).await?;
+        self.received |= n > 0;
+        Ok(n)
     }
 
     /// The final answer's head, how its body is framed, and whether the
@@ -148,8 +188,8 @@ impl Conn {
     ) -> Result<(http::response::Parts, Framing, bool), H1Error> {
         let mut informational = 0;
         loop {
-            if let Some(head) = self.parse_head()? {
-                let (parts, keep_alive) = head;
+            if let Some(head) = parse_head(&mut self.buf)? {
+                let (mut parts, keep_alive) = head;
                 if parts.status.is_informational() {
                     // 101 would switch protocols, which the gateway does not do.
                     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -162,6 +202,7 @@ impl Conn {
                     continue;
                 }
                 let framing = framing(method, parts.status, &parts.headers)?;
+                one_content_length(&mut parts.headers);
                 let reusable = keep_alive && !matches!(framing, Framing::UntilClose);
                 return Ok((parts, framing, reusable));
             }
@@ -173,62 +214,63 @@ impl Conn {
             }
         }
     }
+}
 
-    /// Parses one head off the buffer if it is all there. The header values
-    /// share the buffer's bytes instead of being copied.
-    fn parse_head(&mut self) -> Result<Option<(http::response::Parts, bool)>, H1Error> {
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut r = httparse::Response::new(&mut headers);
-        let len = match r.parse(&self.buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(H1Error::Malformed("too many header fields"));
-            }
-            Err(_) => return Err(H1Error::Malformed("not an HTTP/1.1 answer head")),
-        };
-        let status = r
-            .code
-            .and_then(|c| StatusCode::from_u16(c).ok())
-            .ok_or(H1Error::Malformed("bad status code"))?;
-        let version = match r.version {
-            Some(1) => Version::HTTP_11,
-            Some(0) => Version::HTTP_10,
-            _ => return Err(H1Error::Malformed("bad HTTP version")),
-        };
-        // Where each field sits in the buffer, so the values can be sliced
-        // out of it once it is frozen.
-        let base = self.buf.as_ptr() as usize;
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let n = r.headers.len();
-        for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
-            *span = (
-                h.name.as_ptr() as usize - base,
-                h.name.len(),
-                h.value.as_ptr() as usize - base,
-                h.value.len(),
-            );
-        }
-        let head = self.buf.split_to(len).freeze();
-        let mut map = HeaderMap::with_capacity(n);
-        for &(name_at, name_len, value_at, value_len) in &spans[..n] {
-            let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
-                .map_err(|_| H1Error::Malformed("bad header name"))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
-                .map_err(|_| H1Error::Malformed("bad header value"))?;
-            map.append(name, value);
-        }
-        let keep_alive =
-            version == Version::HTTP_11 && !has_token(&map, header::CONNECTION, "close");
-        let mut parts = Response::new(()).into_parts().0;
-        parts.status = status;
-        parts.version = version;
-        parts.headers = map;
-        Ok(Some((parts, keep_alive)))
+/// Parses one head off the buffer if it is all there. The header values
+/// share the buffer's bytes instead of being copied.
+pub(super) fn parse_head(
+    buf: &mut BytesMut,
+) -> Result<Option<(http::response::Parts, bool)>, H1Error> {
+    if buf.is_empty() {
+        return Ok(None);
     }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut headers);
+    let len = match r.parse(&buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(H1Error::Malformed("too many header fields"));
+        }
+        Err(_) => return Err(H1Error::Malformed("not an HTTP/1.1 answer head")),
+    };
+    let status = r
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(H1Error::Malformed("bad status code"))?;
+    let version = match r.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        _ => return Err(H1Error::Malformed("bad HTTP version")),
+    };
+    // Where each field sits in the buffer, so the values can be sliced
+    // out of it once it is frozen.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let n = r.headers.len();
+    for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
+        *span = (
+            h.name.as_ptr() as usize - base,
+            h.name.len(),
+            h.value.as_ptr() as usize - base,
+            h.value.len(),
+        );
+    }
+    let head = buf.split_to(len).freeze();
+    let mut map = HeaderMap::with_capacity(n);
+    for &(name_at, name_len, value_at, value_len) in &spans[..n] {
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
+            .map_err(|_| H1Error::Malformed("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
+            .map_err(|_| H1Error::Malformed("bad header value"))?;
+        map.append(name, value);
+    }
+    let keep_alive = version == Version::HTTP_11 && !has_token(&map, header::CONNECTION, "close");
+    let mut parts = Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = version;
+    parts.headers = map;
+    Ok(Some((parts, keep_alive)))
 }
 
 /// Whether any element of `name`'s list is `token` (case-insensitive).
@@ -248,7 +290,14 @@ pub(super) enum Framing {
     UntilClose,
 }
 
-fn framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Framing, H1Error> {
+pub(super) fn framing(
+    method: &Method,
+    status: StatusCode,
+    h: &HeaderMap,
+) -> Result<Framing, H1Error> {
+    // Checked whatever the status: a `Content-Length` is passed on (as one
+    // value, see [`one_content_length`]) even where it frames nothing.
+    let length = content_length(h)?;
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -256,46 +305,78 @@ fn framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Framing
         return Ok(Framing::Empty);
     }
     let te = h.contains_key(header::TRANSFER_ENCODING);
-    let cl = h.contains_key(header::CONTENT_LENGTH);
-    if te && cl {
+    if te && length.is_some() {
         // RFC 9112 6.3 item 3: a sign of smuggling; never guess which one counts.
         return Err(H1Error::Malformed(
             "both Transfer-Encoding and Content-Length",
         ));
     }
     if te {
-        let codings: Vec<&[u8]> = crate::headers::list_elements(h, header::TRANSFER_ENCODING)
-            .filter(|c| !c.is_empty())
-            .collect();
-        let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
-        return match codings.iter().filter(|c| chunked(c)).count() {
-            0 => Ok(Framing::UntilClose),
-            1 if codings.last().is_some_and(|c| chunked(c)) => Ok(Framing::Chunked(Chunked::Size)),
+        // `chunked` alone. Any other coding (`gzip, chunked`) would reach
+        // the client still applied, with no header naming it once the
+        // hop-by-hop `Transfer-Encoding` is dropped: refused, not guessed.
+        let mut codings =
+            crate::headers::list_elements(h, header::TRANSFER_ENCODING).filter(|c| !c.is_empty());
+        return match (codings.next(), codings.next()) {
+            (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => {
+                Ok(Framing::Chunked(Chunked::Size))
+            }
             _ => Err(H1Error::Malformed(
-                "chunked is not the last transfer coding",
+                "a transfer coding other than chunked alone",
             )),
         };
     }
-    if cl {
-        let mut length = None;
-        // Every element counts, an empty one too (refused).
-        for part in crate::headers::list_elements(h, header::CONTENT_LENGTH) {
-            // Digits only: `u64::from_str` would also take a leading `+`.
-            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-                return Err(H1Error::Malformed("bad Content-Length"));
-            }
-            let n: u64 = std::str::from_utf8(part)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or(H1Error::Malformed("bad Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(H1Error::Malformed("conflicting Content-Length values"));
-            }
-            length = Some(n);
+    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+/// The answer's `Content-Length`, if it has one: every element of every
+/// field must be the same decimal number (RFC 9110 8.6).
+fn content_length(h: &HeaderMap) -> Result<Option<u64>, H1Error> {
+    let mut length = None;
+    // Every element counts, an empty one too (refused).
+    for part in crate::headers::list_elements(h, header::CONTENT_LENGTH) {
+        // Digits only: `u64::from_str` would also take a leading `+`.
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return Err(H1Error::Malformed("bad Content-Length"));
         }
-        return Ok(Framing::Length(length.unwrap_or(0)));
+        let n: u64 = std::str::from_utf8(part)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(H1Error::Malformed("bad Content-Length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(H1Error::Malformed("conflicting Content-Length values"));
+        }
+        length = Some(n);
     }
-    Ok(Framing::UntilClose)
+    Ok(length)
+}
+
+/// A `Content-Length` given as a list of equal values (`5, 5`, or the field
+/// twice) becomes the one value it stands for, as RFC 9110 8.6 asks of a
+/// proxy: the client never sees a list it might read differently. Call
+/// after [`framing`], which refuses unequal values.
+pub(super) fn one_content_length(h: &mut HeaderMap) {
+    let mut values = h.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else { return };
+    if values.next().is_none() && !first.as_bytes().contains(&b',') {
+        return;
+    }
+    if let Ok(Some(n)) = content_length(h) {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+}
+
+/// The checks [`framing`] makes that still matter once another HTTP/1
+/// implementation (hyper's, for uploads) has framed the body: no transfer
+/// coding but `chunked`, one `Content-Length`.
+pub(super) fn check_framed_answer(h: &mut HeaderMap) -> Result<(), H1Error> {
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        framing(&Method::GET, StatusCode::OK, h)?;
+    } else {
+        content_length(h)?;
+    }
+    one_content_length(h);
+    Ok(())
 }
 
 /// Where a chunked body's decoder stands (RFC 9112 7.1).
@@ -413,6 +494,8 @@ pub(super) struct H1Body {
     /// The answer allows another request on this connection.
     reusable: bool,
     pool: Arc<Pool>,
+    /// When the upstream last sent a byte of it, to end a stalled body.
+    stall: Stall,
 }
 
 impl H1Body {
@@ -479,11 +562,18 @@ impl http_body::Body for H1Body {
             }
             // Nothing buffered: read more.
             conn.buf.reserve(READ_CHUNK);
-            let read = ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut conn.io),
-                cx,
-                &mut conn.buf
-            ));
+            let read =
+                match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => {
+                        if this.stall.expired(cx, this.pool.body_idle_timeout()) {
+                            this.pool.count_error("body_timeout");
+                            return this.fail(H1Error::Stalled);
+                        }
+                        return Poll::Pending;
+                    }
+                };
+            this.stall.progress();
             match read {
                 Ok(0) if this.framing == Framing::UntilClose => {
                     this.conn = None;
@@ -570,13 +660,20 @@ mod tests {
             Ok(Framing::Chunked(Chunked::Size))
         );
         assert_eq!(
-            frame(&[("transfer-encoding", "gzip, Chunked")]),
+            frame(&[("transfer-encoding", "Chunked")]),
             Ok(Framing::Chunked(Chunked::Size))
         );
-        assert_eq!(
-            frame(&[("transfer-encoding", "gzip")]),
-            Ok(Framing::UntilClose)
+        // Another coding would reach the client still applied: refused.
+        assert!(frame(&[("transfer-encoding", "gzip, chunked")]).is_err());
+        assert!(
+            frame(&[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked")
+            ])
+            .is_err()
         );
+        assert!(frame(&[("transfer-encoding", "gzip")]).is_err());
+        assert!(frame(&[("transfer-encoding", "")]).is_err());
         assert!(frame(&[("transfer-encoding", "chunked, gzip")]).is_err());
         assert!(frame(&[("transfer-encoding", "chunked, chunked")]).is_err());
         assert!(frame(&[("transfer-encoding", "chunked"), ("content-length", "5")]).is_err());
@@ -595,6 +692,28 @@ mod tests {
             framing(&Method::GET, StatusCode::NO_CONTENT, &h).ok(),
             Some(Framing::Empty)
         );
+    }
+
+    #[test]
+    fn a_list_of_equal_lengths_is_forwarded_as_one_value() {
+        let mut h = headers(&[("content-length", "5, 5"), ("x-a", "1")]);
+        assert_eq!(frame(&[("content-length", "5, 5")]), Ok(Framing::Length(5)));
+        one_content_length(&mut h);
+        assert_eq!(
+            h.get_all("content-length").iter().collect::<Vec<_>>(),
+            ["5"]
+        );
+        let mut h = headers(&[("content-length", "5"), ("content-length", "5")]);
+        one_content_length(&mut h);
+        assert_eq!(
+            h.get_all("content-length").iter().collect::<Vec<_>>(),
+            ["5"]
+        );
+        // Conflicts are refused even where the length frames nothing.
+        let h = headers(&[("content-length", "5, 6")]);
+        assert!(framing(&Method::HEAD, StatusCode::OK, &h).is_err());
+        let mut h = headers(&[("transfer-encoding", "gzip, chunked")]);
+        assert!(check_framed_answer(&mut h).is_err());
     }
 
     fn decode_all(input: &[u8]) -> Result<(Vec<u8>, Chunked, usize), &'static str> {

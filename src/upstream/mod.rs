@@ -6,12 +6,18 @@
 //! the in-task HTTP/1.1 exchange of `h1`; the gateway's own calls
 //! (introspection, token endpoints, ancestry lookups), which may go to any
 //! URL, through hyper-util's general pooled client. Every call is bounded by
-//! the configured response-head timeout; the gateway maps a timeout to 504
-//! and any other failure to 502, and never shows the client the upstream's
-//! error text.
+//! the configured response-head timeout, and a proxied body in flight (an
+//! answer coming down, an upload going up) by `body_idle_timeout` between
+//! two bytes ([`watch`]); the gateway maps a timeout to 504, a pool with no
+//! connection free within `connection_wait` to 503, and any other failure
+//! to 502, and never shows the client the upstream's error text.
 
 mod h1;
 pub mod pool;
+mod watch;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,6 +63,43 @@ pub enum UpstreamError {
     /// (an upload part after the checked ones): the client's fault.
     #[error("request body refused while streaming")]
     RefusedBody,
+    /// The origin is at `[upstream] max_connections` and none came free
+    /// within `connection_wait`.
+    #[error("no upstream connection came free in time")]
+    Busy,
+}
+
+impl UpstreamError {
+    /// The `kind` label of `scopegate_upstream_errors_total`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Busy => "busy",
+            UpstreamError::Unreachable | UpstreamError::Malformed | UpstreamError::RefusedBody => {
+                "unreachable"
+            }
+        }
+    }
+}
+
+/// True when `e` is the pool's refusal for want of a connection.
+fn is_busy(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<pool::PoolError>(),
+        Some(pool::PoolError::Busy)
+    )
+}
+
+/// True when an error's chain holds an `E`.
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<E>().is_some() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Cheap to clone; shares the connection pool.
@@ -66,6 +109,11 @@ pub struct Client {
     /// The same connector, for the proxy's per-origin pools.
     connector: HttpsConnector<HttpConnector>,
     timeout: Duration,
+    /// How the per-origin pools treat their connections.
+    pool: pool::Settings,
+    /// `scopegate_upstream_errors_total`, for the failures the pools see
+    /// after an answer began (stalled bodies).
+    errors: Option<prometheus::IntCounterVec>,
 }
 
 impl Client {
@@ -103,19 +151,32 @@ impl Client {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.connect_timeout));
+        // A peer that vanished without a FIN or RST (a dropped NAT entry, a
+        // dead host) is found by the kernel instead of by a request timing out.
+        http.set_keepalive(Some(cfg.pool.tcp_keepalive));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
         let inner = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(cfg.pool.idle_timeout)
             .build(https.clone());
         problems.into_result(Client {
             inner,
             connector: https,
             timeout: cfg.timeout,
+            pool: cfg.pool.clone(),
+            errors: None,
         })
+    }
+
+    /// Counts the failures only the pools see (stalled bodies) into
+    /// `errors` (`scopegate_upstream_errors_total`). Set before the
+    /// [`Origin`]s are made.
+    pub fn count_errors_into(mut self, errors: prometheus::IntCounterVec) -> Client {
+        self.errors = Some(errors);
+        self
     }
 
     /// Sends a request; the answer's body streams.
@@ -160,6 +221,8 @@ impl Client {
         match result {
             Err(()) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if caused_by_upload_check(&e) => Err(UpstreamError::RefusedBody),
+            Ok(Err(e)) if caused_by::<watch::Stalled>(&e) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) if is_busy(&e) => Err(UpstreamError::Busy),
             Ok(Err(_)) => Err(UpstreamError::Unreachable),
             Ok(Ok(resp)) => Ok(resp),
         }
@@ -304,8 +367,18 @@ impl Origin {
         });
         Origin {
             host,
-            pool: pool::Pool::new(base.clone(), client.connector.clone()),
+            pool: pool::Pool::new(
+                base.clone(),
+                client.connector.clone(),
+                client.pool.clone(),
+                client.errors.clone(),
+            ),
         }
+    }
+
+    /// The origin's open connections (idle or busy).
+    pub fn open_connections(&self) -> usize {
+        self.pool.open_connections()
     }
 }
 
@@ -365,6 +438,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             timeout,
             ca_bundle: None,
+            pool: Default::default(),
         })
         .unwrap()
     }

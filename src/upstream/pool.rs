@@ -14,15 +14,35 @@
 //! (an upload) goes through hyper's client connection. Each kind keeps its
 //! own stack of idle connections.
 //!
+//! What the [`Settings`] bound, and why:
+//! - `idle_timeout`: an idle connection older than this is closed (at
+//!   checkout, and by a reaper task, so connections at the bottom of the
+//!   stack do not sit in CLOSE_WAIT after the upstream dropped them).
+//! - `max_idle`: idle HTTP/1 connections kept per kind; more are closed.
+//! - `max_connections`, `connection_wait`: open connections per origin
+//!   (idle or busy, HTTP/1 or HTTP/2). A request that needs a new one
+//!   beyond the bound waits for a connection to go idle or close, at most
+//!   `connection_wait`, then fails ([`PoolError::Busy`], a 503): a burst
+//!   cannot open thousands of sockets to the upstream.
+//! - `h2_keepalive`: an HTTP/2 connection is pinged this often, and closed
+//!   when a ping goes unanswered as long, so a silently dropped connection
+//!   is found before requests time out on it. (TCP keepalive, set on the
+//!   connector, does the same below HTTP/1.)
+//! - `body_idle_timeout`: see [`super::watch`].
+//!
 //! A pooled connection the upstream has just closed is found out before it
 //! is used (the lean path looks for an end of stream already received) or
 //! when the request cannot be written (hyper hands the request back
 //! unsent), and the request goes out once more on a new connection. A
-//! request that may have been received is never sent twice, except a safe
-//! one (GET, HEAD, ...) whose pooled connection closed before any answer.
+//! request that may have been received is sent again only as RFC 9110
+//! 9.2.2 allows: an idempotent one whose pooled connection closed before
+//! any answer byte, or one HTTP/2 says was not processed (GOAWAY,
+//! `REFUSED_STREAM`) and that has no body to replay. No socket is read,
+//! written or closed while the pool's lock is held.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -31,15 +51,17 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus::IntCounterVec;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::h1;
+use super::watch::Watched;
 use crate::body::{self, Body, BoxError};
 
-/// Idle HTTP/1 connections kept per origin.
-const MAX_IDLE: usize = 1024;
-/// An idle connection older than this is closed instead of reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How the pool treats its connections; see the module documentation.
+/// (`tcp_keepalive` is the connector's.)
+pub type Settings = crate::config::UpstreamPool;
 
 /// Why a request got no answer from the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +72,24 @@ pub enum PoolError {
     Http(#[from] hyper::Error),
     #[error(transparent)]
     H1(#[from] h1::H1Error),
+    #[error("no connection to the upstream came free in time")]
+    Busy,
 }
 
 pub struct Pool {
     /// Scheme and authority to connect to.
     origin: Uri,
     connector: HttpsConnector<HttpConnector>,
+    settings: Settings,
     idle: Mutex<Idle>,
+    /// One permit per open connection.
+    limit: Arc<Semaphore>,
+    /// Requests waiting for a connection (see [`Pool::idle_or_permit`]).
+    waiting: AtomicUsize,
+    /// Wakes them when a connection goes idle.
+    returned: Notify,
+    /// `scopegate_upstream_errors_total`, for the failures only the pool sees.
+    errors: Option<IntCounterVec>,
 }
 
 #[derive(Default)]
@@ -82,36 +115,27 @@ impl Idle {
     }
 }
 
-/// The newest idle connection on `stack` that is fresh and still `usable`;
-/// the stale ones above it are dropped.
-fn pop_live<T>(stack: &mut Vec<(T, Instant)>, mut usable: impl FnMut(&mut T) -> bool) -> Option<T> {
-    let now = Instant::now();
-    while let Some((mut c, since)) = stack.pop() {
-        if now.duration_since(since) < IDLE_TIMEOUT && usable(&mut c) {
-            return Some(c);
-        }
-    }
-    None
-}
-
-/// Returns `c` to `stack` unless it holds `MAX_IDLE` already.
-fn push_idle<T>(stack: &mut Vec<(T, Instant)>, c: T) {
-    if stack.len() < MAX_IDLE {
-        stack.push((c, Instant::now()));
-    }
+/// The expired connections at the bottom of `stack` (which is in the order
+/// they went idle), taken out to be closed after the lock is released.
+fn take_expired<T>(
+    stack: &mut Vec<(T, Instant)>,
+    now: Instant,
+    ttl: Duration,
+) -> Vec<(T, Instant)> {
+    let n = stack.partition_point(|(_, since)| now.duration_since(*since) >= ttl);
+    stack.drain(..n).collect()
 }
 
 /// What the lean path found idle.
 enum Lean {
     H2(http2::SendRequest<Body>),
     H1(h1::Conn),
-    Nothing,
 }
 
 /// A new connection: HTTP/2 if ALPN chose it (already shared in the pool).
 enum Fresh {
     H2(http2::SendRequest<Body>),
-    H1(h1::Stream),
+    H1(h1::Stream, OwnedSemaphorePermit),
 }
 
 enum Sender {
@@ -119,35 +143,82 @@ enum Sender {
     H2(http2::SendRequest<Body>),
 }
 
+/// An idle connection, or the right to open a new one.
+enum Got<T> {
+    Idle(T),
+    New(OwnedSemaphorePermit),
+}
+
 impl Pool {
-    pub fn new(origin: Uri, connector: HttpsConnector<HttpConnector>) -> Arc<Pool> {
-        Arc::new(Pool {
+    pub fn new(
+        origin: Uri,
+        connector: HttpsConnector<HttpConnector>,
+        settings: Settings,
+        errors: Option<IntCounterVec>,
+    ) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
             origin,
             connector,
+            limit: Arc::new(Semaphore::new(
+                settings.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            settings,
             idle: Mutex::new(Idle::default()),
-        })
+            waiting: AtomicUsize::new(0),
+            returned: Notify::new(),
+            errors,
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(reap(Arc::downgrade(&pool)));
+        }
+        pool
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn body_idle_timeout(&self) -> Duration {
+        self.settings.body_idle_timeout
+    }
+
+    pub(super) fn count_error(&self, kind: &str) {
+        if let Some(e) = &self.errors {
+            e.with_label_values(&[kind]).inc();
+        }
+    }
+
+    /// Open connections to this origin (idle or busy).
+    pub fn open_connections(&self) -> usize {
+        self.settings
+            .max_connections
+            .clamp(1, Semaphore::MAX_PERMITS)
+            .saturating_sub(self.limit.available_permits())
     }
 
     /// Sends `req` (its URI in origin form, the path and query that HTTP/1.1
     /// sends to an origin server (RFC 9112 3.2.1), its `Host` set) and
     /// returns the answer, whose body hands the connection back.
-    pub async fn send(
-        self: &Arc<Pool>,
-        mut req: Request<Body>,
-    ) -> Result<Response<Body>, PoolError> {
+    pub async fn send(self: &Arc<Pool>, req: Request<Body>) -> Result<Response<Body>, PoolError> {
         if fits_lean(&req) {
             return self.send_lean(req).await;
         }
+        let (parts, body) = req.into_parts();
+        let (body, sent) = Watched::upload(body, self.clone());
+        let mut req = Request::from_parts(parts, body::boxed(body));
         if let Some(sender) = self.checkout() {
-            match self.try_send(sender, req).await {
+            match self.try_send(sender, req, &sent).await {
                 Ok(resp) => return Ok(resp),
                 // Not written (the upstream closed the idle connection): once more, fresh.
                 Err(Unsent(Some(back), _)) => req = back,
                 Err(Unsent(None, e)) => return Err(e.into()),
             }
         }
-        let sender = self.connect().await?;
-        self.try_send(sender, req)
+        let sender = match self.idle_or_permit(|| self.checkout()).await? {
+            Got::Idle(s) => s,
+            Got::New(permit) => self.connect(permit).await?,
+        };
+        self.try_send(sender, req, &sent)
             .await
             .map_err(|Unsent(_, e)| e.into())
     }
@@ -165,23 +236,35 @@ impl Pool {
         };
         let mut written = None;
         match self.checkout_lean() {
-            Lean::H2(s) => return self.send_h2(s, Request::from_parts(parts, body)).await,
-            Lean::H1(conn) => {
+            Some(Lean::H2(s)) => return self.send_h2(s, Request::from_parts(parts, body)).await,
+            Some(Lean::H1(conn)) => {
                 let head = written.insert(head());
                 match conn.exchange(head, &parts.method, true, self).await {
                     Ok(resp) => return Ok(resp.map(body::boxed)),
-                    // Closed while idle: once more, fresh.
+                    // Closed while idle, and safe to send again: once more, fresh.
                     Err(h1::Failed::Retry(_)) => {}
                     Err(h1::Failed::Final(e)) => return Err(e.into()),
                 }
             }
-            Lean::Nothing => {}
+            None => {}
         }
-        match self.connect_io().await? {
-            Fresh::H2(s) => self.send_h2(s, Request::from_parts(parts, body)).await,
-            Fresh::H1(io) => {
+        let fresh = match self.idle_or_permit(|| self.checkout_lean()).await? {
+            Got::Idle(Lean::H2(s)) => Fresh::H2(s),
+            Got::Idle(Lean::H1(conn)) => {
+                // Went idle while this request waited: used as a pooled one.
                 let head = written.get_or_insert_with(head);
-                match h1::Conn::new(io)
+                return match conn.exchange(head, &parts.method, true, self).await {
+                    Ok(resp) => Ok(resp.map(body::boxed)),
+                    Err(h1::Failed::Retry(e) | h1::Failed::Final(e)) => Err(e.into()),
+                };
+            }
+            Got::New(permit) => self.connect_io(permit).await?,
+        };
+        match fresh {
+            Fresh::H2(s) => self.send_h2(s, Request::from_parts(parts, body)).await,
+            Fresh::H1(io, permit) => {
+                let head = written.get_or_insert_with(head);
+                match h1::Conn::new(io, permit)
                     .exchange(head, &parts.method, false, self)
                     .await
                 {
@@ -192,46 +275,159 @@ impl Pool {
         }
     }
 
+    /// A request without a body over HTTP/2. Sent once more on a new
+    /// connection when HTTP/2 proves the first try was not processed: never
+    /// handed to the connection (it was closing), or refused by a GOAWAY or
+    /// `REFUSED_STREAM` (RFC 9113 8.7).
     async fn send_h2(
         self: &Arc<Pool>,
         s: http2::SendRequest<Body>,
         req: Request<Body>,
     ) -> Result<Response<Body>, PoolError> {
-        self.try_send(Sender::H2(s), req)
+        let (parts, body) = req.into_parts();
+        let again = parts.clone();
+        let sent = Arc::new(AtomicBool::new(true));
+        let e = match self
+            .try_send(Sender::H2(s), Request::from_parts(parts, body), &sent)
+            .await
+        {
+            Ok(resp) => return Ok(resp),
+            Err(Unsent(_, e)) if unprocessed(&e) => e,
+            Err(Unsent(Some(_), e)) => e,
+            Err(Unsent(None, e)) => return Err(e.into()),
+        };
+        tracing::debug!(error = %e, "HTTP/2 request not processed; sending it again");
+        self.forget_h2();
+        let sender = match self.idle_or_permit(|| self.checkout()).await? {
+            Got::Idle(s) => s,
+            Got::New(permit) => self.connect(permit).await?,
+        };
+        self.try_send(sender, Request::from_parts(again, body::empty()), &sent)
             .await
             .map_err(|Unsent(_, e)| e.into())
     }
 
-    /// An idle connection for the lean path, if a live one is at hand.
-    fn checkout_lean(&self) -> Lean {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h2) = idle.live_h2() {
-            return Lean::H2(h2);
+    /// Drops the shared HTTP/2 connection: it refused a request, so new
+    /// ones go to a new connection (the old one finishes what it carries).
+    fn forget_h2(&self) {
+        let old = self.lock().h2.take();
+        drop(old);
+    }
+
+    /// Pops idle connections off the stack `pick` chooses until one is
+    /// fresh and `usable`; the checks, and the closing of stale ones, run
+    /// with the lock released.
+    fn pop_usable<T>(
+        &self,
+        pick: impl Fn(&mut Idle) -> &mut Vec<(T, Instant)>,
+        usable: impl Fn(&mut T) -> bool,
+    ) -> Option<T> {
+        loop {
+            let (mut c, since) = pick(&mut self.lock()).pop()?;
+            if since.elapsed() < self.settings.idle_timeout && usable(&mut c) {
+                return Some(c);
+            }
         }
-        pop_live(&mut idle.lean, h1::Conn::is_idle_usable).map_or(Lean::Nothing, Lean::H1)
+    }
+
+    /// Puts `c` on the stack `pick` chooses, unless that holds `max_idle`
+    /// already (then `c` is closed, outside the lock), and wakes a waiter.
+    fn push_idle<T>(&self, pick: impl Fn(&mut Idle) -> &mut Vec<(T, Instant)>, c: T) {
+        let full = {
+            let mut idle = self.lock();
+            let stack = pick(&mut idle);
+            if stack.len() < self.settings.max_idle {
+                stack.push((c, Instant::now()));
+                None
+            } else {
+                Some(c)
+            }
+        };
+        drop(full);
+        // `idle_or_permit` counts itself before it looks at the stacks, and
+        // the lock orders that against the push above: no waiter is missed.
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.returned.notify_waiters();
+        }
+    }
+
+    /// An idle connection for the lean path, if a live one is at hand.
+    fn checkout_lean(&self) -> Option<Lean> {
+        // One lock for the common case (an HTTP/2 connection, or a fresh
+        // idle one on top of the stack); more only to skip stale ones.
+        let top = {
+            let mut idle = self.lock();
+            if let Some(h2) = idle.live_h2() {
+                return Some(Lean::H2(h2));
+            }
+            idle.lean.pop()?
+        };
+        let (mut c, since) = top;
+        if since.elapsed() < self.settings.idle_timeout && c.is_idle_usable() {
+            return Some(Lean::H1(c));
+        }
+        drop(c);
+        self.pop_usable(|i| &mut i.lean, h1::Conn::is_idle_usable)
+            .map(Lean::H1)
     }
 
     /// Takes back a lean connection whose answer ended cleanly.
     pub(super) fn give_back_h1(&self, c: h1::Conn) {
-        push_idle(
-            &mut self.idle.lock().unwrap_or_else(|p| p.into_inner()).lean,
-            c,
-        );
+        self.push_idle(|i| &mut i.lean, c);
+    }
+
+    /// An idle connection from `take`, or a permit for a new one: at once
+    /// if the origin is under `max_connections`, else whichever comes first
+    /// within `connection_wait`.
+    async fn idle_or_permit<T>(&self, take: impl Fn() -> Option<T>) -> Result<Got<T>, PoolError> {
+        if let Ok(p) = self.limit.clone().try_acquire_owned() {
+            return Ok(Got::New(p));
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.connection_wait;
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(c) = take() {
+                return Ok(Got::Idle(c));
+            }
+            tokio::select! {
+                p = self.limit.clone().acquire_owned() => {
+                    return Ok(Got::New(p.expect("the pool's semaphore is never closed")));
+                }
+                () = &mut returned => {}
+                () = tokio::time::sleep_until(deadline) => return Err(PoolError::Busy),
+            }
+        }
     }
 
     async fn try_send(
         self: &Arc<Pool>,
         sender: Sender,
         req: Request<Body>,
+        sent: &Arc<AtomicBool>,
     ) -> Result<Response<Body>, Unsent> {
+        let checked =
+            |mut resp: Response<Incoming>| match h1::check_framed_answer(resp.headers_mut()) {
+                Ok(()) => Ok(resp),
+                Err(e) => {
+                    tracing::debug!(error = %e, "upstream answer refused");
+                    Err(Unsent(None, PoolError::H1(e)))
+                }
+            };
         match sender {
             Sender::H1(mut s) => match s.try_send_request(req).await {
-                Ok(resp) => Ok(self.give_back_after(resp, s)),
-                Err(mut e) => Err(Unsent(e.take_message(), e.into_error())),
+                Ok(resp) => Ok(self.give_back_after(checked(resp)?, s, sent.clone())),
+                Err(mut e) => Err(Unsent(e.take_message(), e.into_error().into())),
             },
             Sender::H2(mut s) => match s.try_send_request(self.absolute_form(req)).await {
-                Ok(resp) => Ok(resp.map(body::boxed)),
-                Err(mut e) => Err(Unsent(e.take_message(), e.into_error())),
+                Ok(resp) => {
+                    let pool = self.clone();
+                    Ok(checked(resp)?.map(|b| body::boxed(Watched::answer(b, pool))))
+                }
+                Err(mut e) => Err(Unsent(e.take_message(), e.into_error().into())),
             },
         }
     }
@@ -249,56 +445,65 @@ impl Pool {
 
     /// An idle connection, if a live one is at hand.
     fn checkout(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h2) = idle.live_h2() {
+        if let Some(h2) = self.lock().live_h2() {
             return Some(Sender::H2(h2));
         }
-        pop_live(&mut idle.h1, |s| !s.is_closed()).map(Sender::H1)
+        self.pop_usable(|i| &mut i.h1, |s| !s.is_closed())
+            .map(Sender::H1)
     }
 
     fn give_back(&self, s: http1::SendRequest<Body>) {
         if s.is_closed() {
             return;
         }
-        push_idle(
-            &mut self.idle.lock().unwrap_or_else(|p| p.into_inner()).h1,
-            s,
-        );
+        self.push_idle(|i| &mut i.h1, s);
     }
 
     /// The answer with a body that returns `s` to the pool when it ends (an
-    /// answer without a body returns it at once). A body dropped half-read
-    /// drops the connection with it: hyper cannot reuse it.
+    /// answer without a body returns it at once), provided the request's
+    /// body was sent to the end: after an early answer (a 413 before the
+    /// upload is through) the connection is not handed to another request.
+    /// A body dropped half-read drops the connection with it: hyper cannot
+    /// reuse it.
     fn give_back_after(
         self: &Arc<Pool>,
         resp: Response<Incoming>,
         s: http1::SendRequest<Body>,
+        sent: Arc<AtomicBool>,
     ) -> Response<Body> {
-        if http_body::Body::is_end_stream(resp.body()) {
-            self.give_back(s);
-            return resp.map(body::boxed);
-        }
         let pool = self.clone();
+        if http_body::Body::is_end_stream(resp.body()) {
+            if sent.load(Ordering::Acquire) {
+                self.give_back(s);
+            }
+            return resp.map(|b| body::boxed(Watched::answer(b, pool)));
+        }
         resp.map(|inner| {
-            body::boxed(GiveBack {
-                inner,
-                back: Some((s, pool)),
-            })
+            body::boxed(Watched::answer(
+                GiveBack {
+                    inner,
+                    back: Some((s, pool.clone(), sent)),
+                },
+                pool,
+            ))
         })
     }
 
-    async fn connect(&self) -> Result<Sender, PoolError> {
-        match self.connect_io().await? {
+    async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<Sender, PoolError> {
+        match self.connect_io(permit).await? {
             Fresh::H2(s) => Ok(Sender::H2(s)),
-            Fresh::H1(io) => {
+            Fresh::H1(io, permit) => {
                 let (s, conn) = http1::handshake(io).await?;
-                tokio::spawn(conn);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let _ = conn.await;
+                });
                 Ok(Sender::H1(s))
             }
         }
     }
 
-    async fn connect_io(&self) -> Result<Fresh, PoolError> {
+    async fn connect_io(&self, permit: OwnedSemaphorePermit) -> Result<Fresh, PoolError> {
         use tower_service::Service;
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))
@@ -309,16 +514,81 @@ impl Pool {
             .await
             .map_err(PoolError::Connect)?;
         if io.connected().is_negotiated_h2() {
-            let (s, conn) = http2::handshake(TokioExecutor::new(), io).await?;
+            let ping = self.settings.h2_keepalive;
+            let (s, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(ping)
+                .keep_alive_timeout(ping)
+                .keep_alive_while_idle(true)
+                .handshake(io)
+                .await?;
             // Its errors surface on the requests it carries.
-            tokio::spawn(conn);
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.h2 = Some(s.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _ = conn.await;
+            });
+            let old = self.lock().h2.replace(s.clone());
+            drop(old);
             Ok(Fresh::H2(s))
         } else {
-            Ok(Fresh::H1(Box::new(io)))
+            Ok(Fresh::H1(Box::new(io), permit))
         }
     }
+
+    /// Closes the connections idle for longer than `idle_timeout`, and
+    /// hyper's that have closed; returns how many went.
+    fn reap_once(&self) -> usize {
+        let now = Instant::now();
+        let ttl = self.settings.idle_timeout;
+        let (lean, h1) = {
+            let mut idle = self.lock();
+            idle.h1.retain(|(s, _)| !s.is_closed());
+            let lean = take_expired(&mut idle.lean, now, ttl);
+            let h1 = take_expired(&mut idle.h1, now, ttl);
+            (lean, h1)
+        };
+        lean.len() + h1.len()
+    }
+}
+
+/// The reaper: every half `idle_timeout`, closes what has expired, until
+/// the pool is dropped.
+async fn reap(pool: Weak<Pool>) {
+    let every = match pool.upgrade() {
+        Some(p) => (p.settings.idle_timeout / 2).max(Duration::from_millis(10)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.reap_once();
+    }
+}
+
+/// Counts a waiting request out when it stops waiting, however it stops.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether HTTP/2 says the request was not processed (RFC 9113 8.7): a
+/// stream the server refused, or one above a GOAWAY's last stream id.
+fn unprocessed(e: &PoolError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote());
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Whether `req` can take the lean path: no body, origin form, `Host` set.
@@ -330,12 +600,13 @@ fn fits_lean(req: &Request<Body>) -> bool {
 }
 
 /// A failed send, with the request when hyper did not write it.
-struct Unsent(Option<Request<Body>>, hyper::Error);
+struct Unsent(Option<Request<Body>>, PoolError);
 
-/// An answer's body that returns its HTTP/1 connection to the pool at the end.
+/// An answer's body that returns its HTTP/1 connection to the pool at the
+/// end, if the request's body was sent whole.
 struct GiveBack {
     inner: Incoming,
-    back: Option<(http1::SendRequest<Body>, Arc<Pool>)>,
+    back: Option<(http1::SendRequest<Body>, Arc<Pool>, Arc<AtomicBool>)>,
 }
 
 impl http_body::Body for GiveBack {
@@ -352,7 +623,10 @@ impl http_body::Body for GiveBack {
             Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
             _ => false,
         };
-        if ended && let Some((s, pool)) = self.back.take() {
+        if ended
+            && let Some((s, pool, sent)) = self.back.take()
+            && sent.load(Ordering::Acquire)
+        {
             pool.give_back(s);
         }
         polled
