@@ -105,6 +105,8 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     subtree: RawSubtree,
+    #[serde(default)]
+    oauth: RawOAuth,
 }
 
 #[derive(Deserialize, Default)]
@@ -357,6 +359,8 @@ pub struct Config {
     pub grant_cache_entries: u64,
     pub subtree: Subtree,
     pub limits: Limits,
+    /// `[oauth]`: client authentication and rate limits of `/oauth2/*`.
+    pub oauth: OAuth,
 }
 
 /// Parses `"250ms"`, `"5s"`, `"10m"`, `"1h"`, `"2d"`.
@@ -732,8 +736,131 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
                 .cache_entries
                 .unwrap_or(crate::ancestry::DEFAULT_ENTRIES),
         },
+        oauth: oauth_section(&mut p, &raw.oauth),
     };
     p.into_result(config)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    rate_per_second: Option<f64>,
+    rate_burst: Option<u32>,
+    rate_clients: Option<usize>,
+    revoke_pass_on_deadline: Option<String>,
+    live_parent_ttl: Option<String>,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    id: String,
+    secret: String,
+}
+
+/// One OAuth client the gateway authenticates (`[[oauth.clients]]`).
+#[derive(Clone)]
+pub struct OAuthClient {
+    pub id: String,
+    /// Compared in constant time; never logged (`Debug` hides it).
+    pub secret: String,
+}
+
+impl fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("id", &self.id)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
+}
+
+/// `[oauth]`: who may use `/oauth2/revoke` for what, and how often.
+#[derive(Debug, Clone)]
+pub struct OAuth {
+    /// Requests per second per client on `/oauth2/*`; default 10.
+    pub rate_per_second: f64,
+    /// Requests a client may send at once; default 20.
+    pub rate_burst: u32,
+    /// Most clients (ids and addresses) tracked; default 100,000.
+    pub rate_clients: usize,
+    /// Longest the revoker waits for the upstream revoke endpoint; default 2 s.
+    pub revoke_pass_on_deadline: Duration,
+    /// How long a parent found live at the upstream is remembered; default 60 s.
+    pub live_parent_ttl: Duration,
+    /// Clients authenticated by `client_id` and `client_secret`; none by default.
+    pub clients: Vec<OAuthClient>,
+}
+
+fn oauth_section(p: &mut Problems, raw: &RawOAuth) -> OAuth {
+    let dur = |p: &mut Problems, key: &str, s: &Option<String>, default: Duration| match s {
+        None => default,
+        Some(s) => parse_duration(s)
+            .filter(|d| !d.is_zero())
+            .unwrap_or_else(|| {
+                p.push(
+                    key,
+                    format!("`{s}` is not a positive duration like \"250ms\", \"5s\""),
+                );
+                default
+            }),
+    };
+    let rate_per_second = raw.rate_per_second.unwrap_or(10.0);
+    if !(rate_per_second.is_finite() && rate_per_second > 0.0) {
+        p.push("oauth.rate_per_second", "must be a positive number");
+    }
+    let rate_burst = raw.rate_burst.unwrap_or(20);
+    if rate_burst == 0 {
+        p.push("oauth.rate_burst", "must be at least 1");
+    }
+    let rate_clients = raw.rate_clients.unwrap_or(100_000);
+    if rate_clients == 0 {
+        p.push("oauth.rate_clients", "must be at least 1");
+    }
+    let mut clients: Vec<OAuthClient> = Vec::new();
+    for (i, c) in raw.clients.iter().enumerate() {
+        let key = format!("oauth.clients[{i}]");
+        if c.id.is_empty() || c.id.len() > 256 || c.id.chars().any(char::is_control) {
+            p.push(
+                &format!("{key}.id"),
+                "must be 1 to 256 printable characters",
+            );
+        }
+        if c.secret.len() < 16 {
+            p.push(&format!("{key}.secret"), "must be at least 16 characters");
+        }
+        if clients.iter().any(|o| o.id == c.id) {
+            p.push(&format!("{key}.id"), format!("`{}` is listed twice", c.id));
+        }
+        clients.push(OAuthClient {
+            id: c.id.clone(),
+            secret: c.secret.clone(),
+        });
+    }
+    OAuth {
+        rate_per_second: if rate_per_second > 0.0 && rate_per_second.is_finite() {
+            rate_per_second
+        } else {
+            10.0
+        },
+        rate_burst: rate_burst.max(1),
+        rate_clients: rate_clients.max(1),
+        revoke_pass_on_deadline: dur(
+            p,
+            "oauth.revoke_pass_on_deadline",
+            &raw.revoke_pass_on_deadline,
+            Duration::from_secs(2),
+        ),
+        live_parent_ttl: dur(
+            p,
+            "oauth.live_parent_ttl",
+            &raw.live_parent_ttl,
+            Duration::from_secs(60),
+        ),
+        clients,
+    }
 }
 
 #[cfg(test)]

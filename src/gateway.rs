@@ -72,6 +72,8 @@ pub struct Gateway {
     /// mode, the stream is live); `/readyz` reports it.
     ready: AtomicBool,
     request_ids: RequestIds,
+    /// Rate limits and the live-parent cache of `/oauth2/*`.
+    pub oauth: crate::oauth::OAuthState,
 }
 
 /// Request ids: 16 hex digits, unique per process and unlikely to repeat
@@ -147,6 +149,7 @@ impl Gateway {
             api_origin: Origin::new(&config.upstream.api, &client),
             upload_origin: Origin::new(&config.upstream.upload, &client),
             request_ids,
+            oauth: crate::oauth::OAuthState::new(&config.oauth),
             ancestry,
             cors: Cors::new(&config.cors_origins),
             policy: ArcSwap::from_pointee(policy),
@@ -230,7 +233,7 @@ impl Gateway {
             pre
         } else {
             match req.uri().path() {
-                "/oauth2/token" | "/oauth2/revoke" => self.oauth(req).await,
+                "/oauth2/token" | "/oauth2/revoke" => self.oauth(req, conn).await,
                 _ => self.api(req, conn, rid, &rid_value, started).await,
             }
         };
@@ -239,7 +242,7 @@ impl Gateway {
         resp
     }
 
-    async fn oauth(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn oauth(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         if req.method() != Method::POST {
             let mut r = OAuthError::invalid_request("use POST").into_response();
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -248,12 +251,23 @@ impl Gateway {
             return r;
         }
         let revoke = req.uri().path() == "/oauth2/revoke";
+        // The token endpoint is limited by address; revoke by client once
+        // its credentials are read (in `oauth::revoke`).
+        if !revoke
+            && let Err(r) = crate::oauth::revoke::limit(
+                self,
+                crate::ratelimit::Key::peer(conn.peer.ip()),
+                "exchange",
+            )
+        {
+            return r;
+        }
         let raw = match crate::oauth::read_form(self, req).await {
             Ok(b) => b,
             Err(e) => return e.into_response(),
         };
         if revoke {
-            crate::oauth::revoke(self, raw).await
+            crate::oauth::revoke(self, raw, conn.peer.ip()).await
         } else {
             crate::oauth::token(self, raw).await
         }

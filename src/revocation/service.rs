@@ -190,10 +190,13 @@ impl Revocations {
     }
 }
 
-/// Drops cached grants an event covers.
+/// Drops the cached grant of a revoked token. Broader revocations (family,
+/// subject, cut-off) leave the cache alone: every request checks the
+/// revocation state, and applying any event moves the state's generation,
+/// so each cached grant does the full lookup once more and the ones covered
+/// are refused; the others keep their cache entry.
 pub async fn evict(ev: &Event, grants: &Grants) {
-    match &ev.target {
-        Target::Token(h) => grants.forget(h).await,
-        _ => grants.forget_all(),
+    if let Target::Token(h) = &ev.target {
+        grants.forget(h).await;
     }
 }
