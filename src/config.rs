@@ -780,9 +780,9 @@ impl fmt::Debug for OAuthClient {
 /// `[oauth]`: who may use `/oauth2/revoke` for what, and how often.
 #[derive(Debug, Clone)]
 pub struct OAuth {
-    /// Requests per second per client on `/oauth2/*`; default 10.
+    /// Requests per second per client on `/oauth2/*`; default 100.
     pub rate_per_second: f64,
-    /// Requests a client may send at once; default 20.
+    /// Requests a client may send at once; default 200.
     pub rate_burst: u32,
     /// Most clients (ids and addresses) tracked; default 100,000.
     pub rate_clients: usize,
@@ -807,11 +807,11 @@ fn oauth_section(p: &mut Problems, raw: &RawOAuth) -> OAuth {
                 default
             }),
     };
-    let rate_per_second = raw.rate_per_second.unwrap_or(10.0);
+    let rate_per_second = raw.rate_per_second.unwrap_or(100.0);
     if !(rate_per_second.is_finite() && rate_per_second > 0.0) {
         p.push("oauth.rate_per_second", "must be a positive number");
     }
-    let rate_burst = raw.rate_burst.unwrap_or(20);
+    let rate_burst = raw.rate_burst.unwrap_or(200);
     if rate_burst == 0 {
         p.push("oauth.rate_burst", "must be at least 1");
     }
@@ -843,7 +843,7 @@ fn oauth_section(p: &mut Problems, raw: &RawOAuth) -> OAuth {
         rate_per_second: if rate_per_second > 0.0 && rate_per_second.is_finite() {
             rate_per_second
         } else {
-            10.0
+            100.0
         },
         rate_burst: rate_burst.max(1),
         rate_clients: rate_clients.max(1),

@@ -138,6 +138,10 @@ mode = "probe"
 file = "$ROOT/config/policy-box.toml"
 [revocation]
 data_dir = "$OUT/$3"
+[oauth]
+# The benchmark mints its tokens from one address: no rate limit in the way.
+rate_per_second = 1000000.0
+rate_burst = 1000000
 TOML
 }
 sgconf $SG $SGA data > scopegate.toml
