@@ -427,7 +427,18 @@ async fn replicas_and_redis_killed_together_lose_nothing() {
     }
     redis.stop();
     let _redis = PrivateRedis::start(port);
-    let c = spawn_gateway(&another_replica(&b_cfg)).await;
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let c = spawn_gateway_logged(&another_replica(&b_cfg), Some(logs.clone())).await;
+    // Wait until C has looked at the stream and decided (either way).
+    let start = std::time::Instant::now();
+    loop {
+        let l = logs.lock().unwrap().clone();
+        if l.contains("has no epoch") || l.contains("caught up") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "C never read the stream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Nobody has re-seeded yet: C cannot be ready, and refuses minted tokens.
     for t in revoked.iter().chain([&live]) {
         assert_eq!(c.get("/2.0/folders/0", t).await.status, 503);

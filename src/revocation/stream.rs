@@ -108,6 +108,8 @@ pub struct RevocationStream {
     pub malformed: AtomicU64,
     /// Events re-published after a loss of Redis's data (all time).
     pub republished: AtomicU64,
+    /// The "no epoch, history unknown" warning was logged.
+    waiting: AtomicBool,
 }
 
 impl RevocationStream {
@@ -137,6 +139,7 @@ impl RevocationStream {
                 last_live_ms: AtomicU64::new(0),
                 malformed: AtomicU64::new(0),
                 republished: AtomicU64::new(0),
+                waiting: AtomicBool::new(false),
             },
             replay,
         ))
@@ -410,13 +413,13 @@ impl RevocationStream {
                 Step::Restart
             }
             (None, None) => {
-                if self.complete.swap(false, Ordering::AcqRel) {
-                    tracing::warn!("revocation stream has no epoch: history unknown");
+                if !self.waiting.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(
+                        "revocation stream has no epoch and this replica never joined one: \
+                         not ready until a member re-seeds it or `scopegate fleet-init` runs"
+                    );
                 }
-                tracing::debug!(
-                    "revocation stream has no epoch and this replica never joined one: \
-                     waiting for a member to re-seed it or for `scopegate fleet-init`"
-                );
+                self.complete.store(false, Ordering::Release);
                 return Ok(Step::Unknown);
             }
         };
