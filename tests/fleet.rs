@@ -436,7 +436,10 @@ async fn replicas_and_redis_killed_together_lose_nothing() {
         if l.contains("has no epoch") || l.contains("caught up") {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "C never read the stream");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "C never read the stream"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Nobody has re-seeded yet: C cannot be ready, and refuses minted tokens.
