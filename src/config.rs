@@ -901,6 +901,35 @@ mod tests {
     }
 
     #[test]
+    fn oauth_clients_and_limits_are_checked() {
+        let c = validate(MIN, Path::new("gw.toml")).unwrap();
+        assert!(c.oauth.clients.is_empty());
+        assert_eq!(c.oauth.rate_burst, 200);
+        let text = MIN.to_string() + "\n[oauth]\nrate_per_second = -1.0\nrate_bust = 3\n";
+        let err = validate(&text, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rate_bust"), "{err}");
+        let text = MIN.to_string()
+            + "\n[oauth]\nrate_per_second = -1.0\n[[oauth.clients]]\nid = \"a\"\nsecret = \"short\"\n\
+               [[oauth.clients]]\nid = \"a\"\nsecret = \"long-enough-secret-0001\"\n";
+        let err = validate(&text, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gw.toml: oauth.rate_per_second"), "{err}");
+        assert!(err.contains("gw.toml: oauth.clients[0].secret"), "{err}");
+        assert!(err.contains("gw.toml: oauth.clients[1].id"), "{err}");
+        assert!(!err.contains("long-enough-secret-0001"), "{err}");
+        let c = validate(
+            &(MIN.to_string()
+                + "\n[[oauth.clients]]\nid = \"a\"\nsecret = \"long-enough-secret-0001\"\n"),
+            Path::new("gw.toml"),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("long-enough-secret-0001"));
+    }
+
+    #[test]
     fn typos_are_errors_with_a_line() {
         let text = MIN.replace("keyring =", "keyrnig =");
         let err = validate(&text, Path::new("gw.toml"))

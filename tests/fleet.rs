@@ -674,3 +674,88 @@ async fn propagation_delay_across_two_replicas() {
     b.stop().await;
     drop_stream(&url, &key).await;
 }
+
+/// Benchmark, not a test of speed: a member restarts with 1,000,000 live
+/// revocations in its data directory and finds Redis empty. Prints the time
+/// to restore its copy, to re-publish it (pipelined), to be ready again, and
+/// for a new replica to read the re-seeded stream.
+/// `cargo test --release --test fleet -- --ignored --nocapture million`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn restore_and_republish_a_million_revocations() {
+    use scopegate::revocation::{Event, RevocationLog, Source, Target};
+    if redis_url().is_none() {
+        return;
+    }
+    let n = 1_000_000u64;
+    let port = free_port();
+    let _redis = PrivateRedis::start(port);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let key = stream_key("million");
+    let dir = temp_dir("million");
+    let data = dir.join("data");
+    {
+        let (log, _) = RevocationLog::open(&data).unwrap();
+        let now = scopegate::clock::unix_now();
+        let mut batch = Vec::with_capacity(10_000);
+        for i in 0..n {
+            batch.push(Event {
+                target: Target::Token(scopegate::digest::Digest::of(&i.to_le_bytes())),
+                revoked_at_ms: now * 1000,
+                keep_until: now + 3600,
+                source: Source::Api,
+            });
+            if batch.len() == 10_000 {
+                log.append_batch(&batch).await.unwrap();
+                batch.clear();
+            }
+        }
+    }
+    scopegate::revocation::epoch::store(&data, "scopegate-epoch:lost").unwrap();
+    let opts = || Opts {
+        revocation: Some(fleet_section(&url, &key, "reject")),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let a = Harness::start_with(Opts {
+        dir: Some(dir),
+        ..opts()
+    })
+    .await;
+    let restored = started.elapsed();
+    let stream = a.gateway.revocations.stream().unwrap().clone();
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{what} not done after 300 s"
+        );
+        done()
+    };
+    while !until("re-publication", &|| {
+        stream
+            .republished
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= n
+    }) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let republished = started.elapsed();
+    while !until("ready", &|| a.gateway.is_ready()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ready = started.elapsed();
+    let joined_at = std::time::Instant::now();
+    let b = Harness::start_with(opts()).await;
+    while !until("new replica", &|| b.gateway.is_ready()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(b.gateway.revocations.state().len() as u64, n);
+    println!(
+        "{n} revocations: copy restored in {restored:?}; re-published by {republished:?} \
+         ({:?} for the XADDs); member ready again at {ready:?}; a new replica read them all in {:?}",
+        republished - restored,
+        joined_at.elapsed()
+    );
+    a.stop().await;
+    b.stop().await;
+}
