@@ -201,6 +201,8 @@ struct RawRedis {
     stream: Option<String>,
     stale_after: Option<String>,
     on_stale: Option<String>,
+    wait_replicas: Option<u32>,
+    wait_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -642,6 +644,13 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
                     Duration::from_secs(5),
                 ),
                 on_stale,
+                wait_replicas: r.wait_replicas.unwrap_or(0),
+                wait_timeout: dur(
+                    &mut p,
+                    "revocation.redis.wait_timeout",
+                    r.wait_timeout.as_ref(),
+                    Duration::from_secs(1),
+                ),
             })
         }
         (Some(o), _) => {

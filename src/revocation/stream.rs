@@ -60,6 +60,11 @@ pub struct StreamConfig {
     /// Longest time without a confirmed read before the stream is stale.
     pub stale_after: Duration,
     pub on_stale: OnStale,
+    /// Redis replicas that must have an append (`WAIT`) before the revoker
+    /// gets its 200; default 0 (the primary's answer is enough).
+    pub wait_replicas: u32,
+    /// Longest `WAIT`; fewer replicas by then is a failed append (503, outbox).
+    pub wait_timeout: Duration,
 }
 
 /// Entries read per `XREAD`.
@@ -239,7 +244,26 @@ impl RevocationStream {
                 .query_async(conn)
                 .await;
             match r {
-                Ok(_) => return Ok(()),
+                Ok(_) if self.cfg.wait_replicas == 0 => return Ok(()),
+                Ok(_) => {
+                    // On the same connection: WAIT counts this client's writes.
+                    let acked: redis::RedisResult<u64> = redis::cmd("WAIT")
+                        .arg(self.cfg.wait_replicas)
+                        .arg(self.cfg.wait_timeout.as_millis() as u64)
+                        .query_async(conn)
+                        .await;
+                    return match acked {
+                        Ok(n) if n >= u64::from(self.cfg.wait_replicas) => Ok(()),
+                        Ok(n) => Err(StreamError::Redis(format!(
+                            "only {n} of {} Redis replicas acknowledged the append in time",
+                            self.cfg.wait_replicas
+                        ))),
+                        Err(e) => {
+                            *guard = None;
+                            Err(StreamError::Redis(e.to_string()))
+                        }
+                    };
+                }
                 Err(e) => {
                     *guard = None;
                     last = StreamError::Redis(e.to_string());
