@@ -254,7 +254,7 @@ impl Gateway {
         // The token endpoint is limited by address; revoke by client once
         // its credentials are read (in `oauth::revoke`).
         if !revoke
-            && let Err(r) = crate::oauth::revoke::limit(
+            && let Some(r) = crate::oauth::revoke::limit(
                 self,
                 crate::ratelimit::Key::peer(conn.peer.ip()),
                 "exchange",

@@ -44,6 +44,9 @@ impl Key {
     }
 }
 
+/// Least time between two sweeps of a full table.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Rate and burst, per key.
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
@@ -88,6 +91,9 @@ pub struct RateLimiter {
     buckets: DashMap<Key, Bucket>,
     /// Shared by new keys while the table is full of active ones.
     overflow: Mutex<Bucket>,
+    /// When the full table was last swept: at most once a second, so a
+    /// flood of new keys does not make every request scan the table.
+    last_sweep: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
@@ -98,6 +104,7 @@ impl RateLimiter {
                 tokens: limit.burst,
                 at: now,
             }),
+            last_sweep: Mutex::new(None),
             limit,
         }
     }
@@ -108,11 +115,24 @@ impl RateLimiter {
             return b.take(&self.limit, now);
         }
         if self.buckets.len() >= self.limit.max_keys {
-            let limit = self.limit;
-            self.buckets.retain(|_, b| {
-                b.refill(&limit, now);
-                b.tokens < limit.burst
-            });
+            let due = {
+                let mut last = self
+                    .last_sweep
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let due = last.is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY);
+                if due {
+                    *last = Some(now);
+                }
+                due
+            };
+            if due {
+                let limit = self.limit;
+                self.buckets.retain(|_, b| {
+                    b.refill(&limit, now);
+                    b.tokens < limit.burst
+                });
+            }
             if self.buckets.len() >= self.limit.max_keys {
                 let mut o = self
                     .overflow

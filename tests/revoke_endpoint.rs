@@ -302,3 +302,23 @@ async fn valid_traffic_latency_under_a_revoke_flood() {
         assert_eq!(h.gateway.revocations.state().len(), 0);
     }
 }
+
+/// A cut-off covers tokens issued before it, not a family's later tokens:
+/// revoking a parent after a cut-off still records the family.
+#[tokio::test]
+async fn a_cutoff_does_not_stand_in_for_a_family_revocation() {
+    let h = Harness::start().await;
+    let now = scopegate::clock::unix_now();
+    let r = h
+        .admin_revoke(serde_json::json!({"issued_before": now + 1}))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        h.post_form("/oauth2/revoke", &[("token", PARENT)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(h.gateway.revocations.state().counts().families, 1);
+    h.stop().await;
+}

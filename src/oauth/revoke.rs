@@ -86,9 +86,9 @@ impl OAuthState {
 }
 
 /// Counts one `/oauth2/*` request against `key`; the 429 to answer when over.
-pub fn limit(gw: &Gateway, key: Key, endpoint: &str) -> Result<(), Response<Body>> {
+pub fn limit(gw: &Gateway, key: Key, endpoint: &str) -> Option<Response<Body>> {
     match gw.oauth.limiter.check(key, Instant::now()) {
-        Ok(()) => Ok(()),
+        Ok(()) => None,
         Err(wait) => {
             gw.metrics
                 .oauth_requests
@@ -101,7 +101,7 @@ pub fn limit(gw: &Gateway, key: Key, endpoint: &str) -> Result<(), Response<Body
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(wait)),
             );
-            Err(r)
+            Some(r)
         }
     }
 }
@@ -109,7 +109,7 @@ pub fn limit(gw: &Gateway, key: Key, endpoint: &str) -> Result<(), Response<Body
 /// `POST /oauth2/revoke` from `peer`.
 pub async fn revoke(gw: &Gateway, raw: Bytes, peer: IpAddr) -> Response<Body> {
     let result = match revoke_inner(gw, &raw, peer).await {
-        Err(Refused::Limited(r)) => return r,
+        Err(Refused::Limited(r)) => return *r,
         Err(Refused::OAuth(e)) => Err(e),
         Ok(o) => Ok(o),
     };
@@ -133,7 +133,7 @@ pub async fn revoke(gw: &Gateway, raw: Bytes, peer: IpAddr) -> Response<Body> {
 }
 
 enum Refused {
-    Limited(Response<Body>),
+    Limited(Box<Response<Body>>),
     OAuth(OAuthError),
 }
 
@@ -151,7 +151,9 @@ async fn revoke_inner(gw: &Gateway, raw: &[u8], peer: IpAddr) -> Result<&'static
         Some(id) => Key::Client(id.into()),
         None => Key::peer(peer),
     };
-    limit(gw, key, "revoke").map_err(Refused::Limited)?;
+    if let Some(r) = limit(gw, key, "revoke") {
+        return Err(Refused::Limited(Box::new(r)));
+    }
     let token = form.require("token")?;
     if token.len() > token::MAX_TOKEN_LEN {
         return Ok("ignored"); // Not a token this gateway could ever have accepted.
@@ -164,8 +166,14 @@ async fn revoke_inner(gw: &Gateway, raw: &[u8], peer: IpAddr) -> Result<&'static
             if !could_be_parent(token) {
                 return Ok("ignored");
             }
-            if gw.revocations.is_revoked(&hash, &hash, None, Some(now)) {
-                return Ok("ok"); // Already revoked as a family: nothing new to record.
+            // Already revoked as a family: nothing new to record. (Asked with
+            // the latest issue time, so a subject or cut-off entry, which
+            // covers only tokens issued before it, does not count.)
+            if gw
+                .revocations
+                .is_revoked(&hash, &hash, None, Some(u64::MAX))
+            {
+                return Ok("ok");
             }
             if client.is_none() && !is_live_parent(gw, token, hash, now).await? {
                 return Ok("ignored");
