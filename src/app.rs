@@ -69,9 +69,19 @@ pub fn build(loaded: Loaded, metrics: Metrics) -> Result<Arc<Gateway>, StartErro
     // rediss:// connections build their TLS config from the process default.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let revocations = match &loaded.config.stream {
-        Some(cfg) => Revocations::with_stream(crate::revocation::stream::RevocationStream::new(
-            cfg.clone(),
-        )?),
+        Some(cfg) => {
+            let (revocations, replay) = Revocations::with_stream(
+                cfg.clone(),
+                &loaded.config.data_dir,
+                crate::clock::unix_now(),
+            )?;
+            tracing::info!(
+                replayed = replay.events.len(),
+                live = revocations.state().len(),
+                "revocation copy replayed; reading the stream"
+            );
+            revocations
+        }
         None => {
             let (revocations, replay) =
                 Revocations::open(&loaded.config.data_dir, crate::clock::unix_now())?;

@@ -108,6 +108,8 @@ struct Raw {
     #[serde(default)]
     subtree: RawSubtree,
     ssf: Option<ssf::RawSsf>,
+    #[serde(default)]
+    oauth: RawOAuth,
 }
 
 #[derive(Deserialize, Default)]
@@ -209,6 +211,8 @@ struct RawRedis {
     stream: Option<String>,
     stale_after: Option<String>,
     on_stale: Option<String>,
+    wait_replicas: Option<u32>,
+    wait_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -410,6 +414,8 @@ pub struct Config {
     pub limits: Limits,
     /// The Shared Signals receiver (`[ssf]`), when configured.
     pub ssf: Option<ssf::SsfConfig>,
+    /// `[oauth]`: client authentication and rate limits of `/oauth2/*`.
+    pub oauth: OAuth,
 }
 
 /// Fleet mode: revocations shared over a Redis stream (`[revocation.redis]`).
@@ -419,7 +425,8 @@ pub enum OnStale {
     /// Refuse gateway-minted tokens with 503 (default: fail closed, since a
     /// replica cut off from the stream cannot know what was revoked since).
     Reject,
-    /// Keep serving from the revocations already known.
+    /// Keep serving from the revocations already known (only once the
+    /// replica has caught up with a complete history).
     Serve,
 }
 
@@ -427,11 +434,16 @@ pub enum OnStale {
 pub struct StreamConfig {
     /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS.
     pub url: String,
-    /// The stream key; the epoch key is `<stream>:epoch`.
+    /// The stream key (the epoch is a consumer group on it).
     pub key: String,
     /// Longest time without a confirmed read before the stream is stale.
     pub stale_after: Duration,
     pub on_stale: OnStale,
+    /// Redis replicas that must have an append (`WAIT`) before the revoker
+    /// gets its 200; default 0 (the primary's answer is enough).
+    pub wait_replicas: u32,
+    /// Longest `WAIT`; fewer replicas by then is a failed append (503, outbox).
+    pub wait_timeout: Duration,
 }
 
 /// Longest bearer token the gateway looks at (`[limits] token_bytes` is at
@@ -778,6 +790,13 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
                     Duration::from_secs(5),
                 ),
                 on_stale,
+                wait_replicas: r.wait_replicas.unwrap_or(0),
+                wait_timeout: dur(
+                    &mut p,
+                    "revocation.redis.wait_timeout",
+                    r.wait_timeout.as_ref(),
+                    Duration::from_secs(1),
+                ),
             })
         }
         (Some(o), _) => {
@@ -872,8 +891,131 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
             ),
             cache_entries: raw.subtree.cache_entries.unwrap_or(100_000),
         },
+        oauth: oauth_section(&mut p, &raw.oauth),
     };
     p.into_result(config)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    rate_per_second: Option<f64>,
+    rate_burst: Option<u32>,
+    rate_clients: Option<usize>,
+    revoke_pass_on_deadline: Option<String>,
+    live_parent_ttl: Option<String>,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    id: String,
+    secret: String,
+}
+
+/// One OAuth client the gateway authenticates (`[[oauth.clients]]`).
+#[derive(Clone)]
+pub struct OAuthClient {
+    pub id: String,
+    /// Compared in constant time; never logged (`Debug` hides it).
+    pub secret: String,
+}
+
+impl fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("id", &self.id)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
+}
+
+/// `[oauth]`: who may use `/oauth2/revoke` for what, and how often.
+#[derive(Debug, Clone)]
+pub struct OAuth {
+    /// Requests per second per client on `/oauth2/*`; default 100.
+    pub rate_per_second: f64,
+    /// Requests a client may send at once; default 200.
+    pub rate_burst: u32,
+    /// Most clients (ids and addresses) tracked; default 100,000.
+    pub rate_clients: usize,
+    /// Longest the revoker waits for the upstream revoke endpoint; default 2 s.
+    pub revoke_pass_on_deadline: Duration,
+    /// How long a parent found live at the upstream is remembered; default 60 s.
+    pub live_parent_ttl: Duration,
+    /// Clients authenticated by `client_id` and `client_secret`; none by default.
+    pub clients: Vec<OAuthClient>,
+}
+
+fn oauth_section(p: &mut Problems, raw: &RawOAuth) -> OAuth {
+    let dur = |p: &mut Problems, key: &str, s: &Option<String>, default: Duration| match s {
+        None => default,
+        Some(s) => parse_duration(s)
+            .filter(|d| !d.is_zero())
+            .unwrap_or_else(|| {
+                p.push(
+                    key,
+                    format!("`{s}` is not a positive duration like \"250ms\", \"5s\""),
+                );
+                default
+            }),
+    };
+    let rate_per_second = raw.rate_per_second.unwrap_or(100.0);
+    if !(rate_per_second.is_finite() && rate_per_second > 0.0) {
+        p.push("oauth.rate_per_second", "must be a positive number");
+    }
+    let rate_burst = raw.rate_burst.unwrap_or(200);
+    if rate_burst == 0 {
+        p.push("oauth.rate_burst", "must be at least 1");
+    }
+    let rate_clients = raw.rate_clients.unwrap_or(100_000);
+    if rate_clients == 0 {
+        p.push("oauth.rate_clients", "must be at least 1");
+    }
+    let mut clients: Vec<OAuthClient> = Vec::new();
+    for (i, c) in raw.clients.iter().enumerate() {
+        let key = format!("oauth.clients[{i}]");
+        if c.id.is_empty() || c.id.len() > 256 || c.id.chars().any(char::is_control) {
+            p.push(
+                &format!("{key}.id"),
+                "must be 1 to 256 printable characters",
+            );
+        }
+        if c.secret.len() < 16 {
+            p.push(&format!("{key}.secret"), "must be at least 16 characters");
+        }
+        if clients.iter().any(|o| o.id == c.id) {
+            p.push(&format!("{key}.id"), format!("`{}` is listed twice", c.id));
+        }
+        clients.push(OAuthClient {
+            id: c.id.clone(),
+            secret: c.secret.clone(),
+        });
+    }
+    OAuth {
+        rate_per_second: if rate_per_second > 0.0 && rate_per_second.is_finite() {
+            rate_per_second
+        } else {
+            100.0
+        },
+        rate_burst: rate_burst.max(1),
+        rate_clients: rate_clients.max(1),
+        revoke_pass_on_deadline: dur(
+            p,
+            "oauth.revoke_pass_on_deadline",
+            &raw.revoke_pass_on_deadline,
+            Duration::from_secs(2),
+        ),
+        live_parent_ttl: dur(
+            p,
+            "oauth.live_parent_ttl",
+            &raw.live_parent_ttl,
+            Duration::from_secs(60),
+        ),
+        clients,
+    }
 }
 
 #[cfg(test)]
@@ -974,6 +1116,35 @@ mod tests {
             .to_string();
             assert!(err.contains("gw.toml: log.flush"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn oauth_clients_and_limits_are_checked() {
+        let c = validate(MIN, Path::new("gw.toml")).unwrap();
+        assert!(c.oauth.clients.is_empty());
+        assert_eq!(c.oauth.rate_burst, 200);
+        let text = MIN.to_string() + "\n[oauth]\nrate_per_second = -1.0\nrate_bust = 3\n";
+        let err = validate(&text, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rate_bust"), "{err}");
+        let text = MIN.to_string()
+            + "\n[oauth]\nrate_per_second = -1.0\n[[oauth.clients]]\nid = \"a\"\nsecret = \"short\"\n\
+               [[oauth.clients]]\nid = \"a\"\nsecret = \"long-enough-secret-0001\"\n";
+        let err = validate(&text, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gw.toml: oauth.rate_per_second"), "{err}");
+        assert!(err.contains("gw.toml: oauth.clients[0].secret"), "{err}");
+        assert!(err.contains("gw.toml: oauth.clients[1].id"), "{err}");
+        assert!(!err.contains("long-enough-secret-0001"), "{err}");
+        let c = validate(
+            &(MIN.to_string()
+                + "\n[[oauth.clients]]\nid = \"a\"\nsecret = \"long-enough-secret-0001\"\n"),
+            Path::new("gw.toml"),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("long-enough-secret-0001"));
     }
 
     #[test]

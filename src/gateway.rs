@@ -75,6 +75,8 @@ pub struct Gateway {
     /// The Shared Signals receiver, set once by `crate::app::build` when
     /// `[ssf]` is configured; its push path is served here.
     pub ssf: std::sync::OnceLock<Arc<crate::ssf::Receiver>>,
+    /// Rate limits and the live-parent cache of `/oauth2/*`.
+    pub oauth: crate::oauth::OAuthState,
 }
 
 /// Request ids: 16 hex digits, unique per process and unlikely to repeat
@@ -152,6 +154,7 @@ impl Gateway {
             api_origin: Origin::new(&config.upstream.api, &client),
             upload_origin: Origin::new(&config.upstream.upload, &client),
             request_ids,
+            oauth: crate::oauth::OAuthState::new(&config.oauth),
             ancestry,
             cors: Cors::new(&config.cors_origins),
             policy: ArcSwap::from_pointee(policy),
@@ -236,7 +239,6 @@ impl Gateway {
             pre
         } else {
             match req.uri().path() {
-                "/oauth2/token" | "/oauth2/revoke" => self.oauth(req).await,
                 // SSF push (RFC 8935): on the public listener, because that is
                 // the address the identity provider can reach.
                 p if self.ssf.get().and_then(|r| r.push_path()) == Some(p) => {
@@ -245,6 +247,7 @@ impl Gateway {
                         None => self.api(req, conn, rid, &rid_value, started).await,
                     }
                 }
+                "/oauth2/token" | "/oauth2/revoke" => self.oauth(req, conn).await,
                 _ => self.api(req, conn, rid, &rid_value, started).await,
             }
         };
@@ -253,7 +256,7 @@ impl Gateway {
         resp
     }
 
-    async fn oauth(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn oauth(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         if req.method() != Method::POST {
             let mut r = OAuthError::invalid_request("use POST").into_response();
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -262,12 +265,23 @@ impl Gateway {
             return r;
         }
         let revoke = req.uri().path() == "/oauth2/revoke";
+        // The token endpoint is limited by address; revoke by client once
+        // its credentials are read (in `oauth::revoke`).
+        if !revoke
+            && let Some(r) = crate::oauth::revoke::limit(
+                self,
+                crate::ratelimit::Key::peer(conn.peer.ip()),
+                "exchange",
+            )
+        {
+            return r;
+        }
         let raw = match crate::oauth::read_form(self, req).await {
             Ok(b) => b,
             Err(e) => return e.into_response(),
         };
         if revoke {
-            crate::oauth::revoke(self, raw).await
+            crate::oauth::revoke(self, raw, conn.peer.ip()).await
         } else {
             crate::oauth::token(self, raw).await
         }

@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod revocation;
 pub mod sample_api;

@@ -39,6 +39,12 @@ enum Command {
     },
     /// Validate a config file (and the files it names) and print the route table.
     CheckConfig { config: PathBuf },
+    /// Fleet mode: declare the revocation stream complete as it is. Run once
+    /// for a new fleet; replicas wait (not ready) until a stream has an epoch.
+    FleetInit {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Print a keyring file with one fresh random key.
     Keygen {
         #[arg(long, default_value = "k1")]
@@ -87,6 +93,40 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+        Command::FleetInit { config } => {
+            let loaded = match scopegate::app::load(&config) {
+                Ok(l) => l,
+                Err(p) => {
+                    eprintln!("{p}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            let Some(stream) = loaded.config.stream else {
+                eprintln!(
+                    "{}: revocation.backend: fleet-init needs backend = \"redis\"",
+                    config.display()
+                );
+                return ExitCode::from(EX_USAGE);
+            };
+            use scopegate::revocation::epoch::{Init, init_fleet};
+            match runtime().block_on(init_fleet(&stream.url, &stream.key)) {
+                Ok(Init::Created(e)) => {
+                    println!("stream {}: epoch {e} created", stream.key);
+                    ExitCode::SUCCESS
+                }
+                Ok(Init::Existing(e)) => {
+                    println!(
+                        "stream {}: epoch {e} already in force; nothing changed",
+                        stream.key
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fleet-init: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve { config } => {
             let loaded = match scopegate::app::load(&config) {

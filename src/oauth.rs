@@ -1,5 +1,5 @@
 //! `POST /oauth2/token` (RFC 8693 token exchange, Box's wire format) and
-//! `POST /oauth2/revoke` (RFC 7009).
+//! `POST /oauth2/revoke` (RFC 7009, in [`revoke`], with the rate limit).
 //!
 //! Exchange: parse the form strictly, refuse a revoked parent, validate the
 //! parent (probe or introspection), check the requested scopes against the
@@ -21,10 +21,12 @@ use crate::digest::Digest;
 use crate::error::{OAuthError, json_response};
 use crate::gateway::Gateway;
 use crate::policy::ItemKind;
-use crate::revocation::{Event, Source, Target};
 use crate::scope::ScopeSet;
 use crate::token::{self, Claims, Restriction, SealError};
 use crate::upstream::UpstreamError;
+
+pub mod revoke;
+pub use revoke::{OAuthState, revoke};
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -468,75 +470,6 @@ async fn forward_grant(gw: &Gateway, raw: Bytes) -> Response<Body> {
         }
         Err(e) => unavailable(e).into_response(),
     }
-}
-
-/// `POST /oauth2/revoke`: a minted token is revoked; any other token is
-/// revoked as a parent (its family: itself and every token minted from it)
-/// and passed on to the upstream revoke endpoint where configured. Unknown
-/// tokens get 200 too (RFC 7009 2.2). The 200 waits for the log's fsync.
-pub async fn revoke(gw: &Gateway, raw: Bytes) -> Response<Body> {
-    let result = revoke_inner(gw, &raw).await;
-    let outcome = match &result {
-        Ok(()) => "ok",
-        Err(e) => e.code,
-    };
-    gw.metrics
-        .oauth_requests
-        .with_label_values(&["revoke", outcome])
-        .inc();
-    match result {
-        Ok(()) => {
-            let mut r = Response::new(body::empty());
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn revoke_inner(gw: &Gateway, raw: &[u8]) -> Result<(), OAuthError> {
-    let form = Form::parse(raw)?;
-    let token = form.require("token")?;
-    if token.len() > token::MAX_TOKEN_LEN {
-        return Ok(()); // Not a token this gateway could ever have accepted.
-    }
-    let now = unix_now();
-    let hash = Digest::of(token.as_bytes());
-    let (target, keep_until) = match gw.grants.keyring().open(token) {
-        Ok(claims) => (Target::Token(hash), claims.exp),
-        // A token that does not open here may be a parent: revoke its family
-        // for as long as anything minted from it could live.
-        Err(_) => (
-            Target::Family(hash),
-            gw.external_keep_until(token, now).await,
-        ),
-    };
-    if keep_until < now {
-        return Ok(()); // Already expired: nothing to remember.
-    }
-    let is_parent = matches!(target, Target::Family(_));
-    let ev = Event {
-        target,
-        revoked_at_ms: crate::clock::unix_now_ms(),
-        keep_until,
-        source: Source::Api,
-    };
-    gw.revocations
-        .revoke(ev, &gw.grants, &gw.metrics)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "revocation could not be made durable");
-            OAuthError::unavailable("the revocation could not be stored; retry")
-        })?;
-    if is_parent && let Some(url) = &gw.config.upstream.revoke_endpoint {
-        // Best effort: the family is already revoked here whatever the upstream says.
-        let pass = String::from_utf8_lossy(raw).into_owned();
-        if let Err(e) = gw.client.post_form(url, pass).await {
-            tracing::warn!(error = %e, "upstream revoke endpoint failed");
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

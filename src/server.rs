@@ -138,12 +138,11 @@ pub async fn run(
             gw.metrics.clone(),
             move |ev| {
                 // Eviction is memory hygiene: the state check refuses revoked tokens anyway.
+                // Broader events leave the cache alone (see `revocation::service::evict`).
                 if let crate::revocation::Target::Token(h) = &ev.target {
                     let h = *h;
                     let g = g.clone();
                     tokio::spawn(async move { g.grants.forget(&h).await });
-                } else {
-                    g.grants.forget_all();
                 }
             },
             stop_rx.clone(),

@@ -174,6 +174,10 @@ file = "$ROOT/config/policy-box.toml"
 data_dir = "$OUT/$3"
 [log]
 flush = "$( [ "${4:-}" = unbuf ] && echo 0s || echo 20ms )"
+[oauth]
+# The benchmark mints its tokens from one address: no rate limit in the way.
+rate_per_second = 1000000.0
+rate_burst = 1000000
 TOML
 }
 sgconf $SG $SGA data > scopegate.toml

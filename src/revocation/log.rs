@@ -16,7 +16,11 @@
 //! drop revocations, so `open` refuses with [`LogError::Corrupt`] instead.
 //!
 //! Compaction rewrites the file with only the live entries (tmp file, fsync,
-//! rename, fsync the directory) while holding the append lock.
+//! rename, fsync the directory) *without* holding the append lock for the
+//! rewrite: it notes where the file ends, writes and syncs the live entries
+//! to the scratch file, then takes the lock only to copy the records
+//! appended meanwhile, sync that tail and rename. Appends wait for that last
+//! step alone (a few milliseconds), not for a rewrite of a million entries.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -116,9 +120,11 @@ struct Shared {
     path: PathBuf,
     /// `<dir>/revocations.log.tmp`.
     tmp: PathBuf,
-    /// Serialises appends and compaction: a compaction holds it across the
-    /// whole rewrite, so no append can land in the file being replaced.
+    /// Serialises appends and the last step of a compaction (tail copy and
+    /// rename), so no append can land in the file being replaced.
     writer: Mutex<Writer>,
+    /// One compaction at a time (they share the scratch file).
+    compacting: Mutex<()>,
     /// Mirror of `Writer::size` readable without the lock, for metrics.
     size: AtomicU64,
 }
@@ -185,6 +191,7 @@ impl RevocationLog {
                     broken: false,
                 }),
                 size: AtomicU64::new(scan.valid_len),
+                compacting: Mutex::new(()),
             }),
         };
         let replay = Replay {
@@ -202,39 +209,63 @@ impl RevocationLog {
         self.blocking(move |shared| shared.append(&frame)).await
     }
 
-    /// Rewrites the log to hold exactly `live`.
-    ///
-    /// Appends are held off during the rewrite, but an event appended after
-    /// `live` was computed and before this runs is *not* in the new file.
-    /// If `live` comes from a [`super::RevocationState`] snapshot, prefer
-    /// [`RevocationLog::compact_with`], which takes the snapshot under the
-    /// append lock.
+    /// Appends several records with one `sync_data`; returns once all are
+    /// on disk. (The fleet consumer stores each batch it reads this way.)
+    pub async fn append_batch(&self, events: &[Event]) -> Result<(), LogError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut frames = Vec::new();
+        for ev in events {
+            frames.extend_from_slice(&encode(ev, &self.shared.path)?);
+        }
+        self.blocking(move |shared| shared.append(&frames)).await
+    }
+
+    /// Rewrites the log to hold `live`, plus whatever is appended while the
+    /// rewrite runs (those records are copied over at the end).
     pub async fn compact(&self, live: &[Event]) -> Result<(), LogError> {
         let mut bytes = Vec::new();
         for ev in live {
             bytes.extend_from_slice(&encode(ev, &self.shared.path)?);
         }
-        self.blocking(move |shared| shared.rewrite(|| Ok(bytes)))
+        self.blocking(move |shared| shared.rewrite(|| Ok(bytes), || {}))
             .await
     }
 
-    /// Rewrites the log to hold exactly what `live()` returns, calling it
-    /// while appends are held off. With writers that apply an event to the
-    /// state *before* appending it, `compact_with(move || state.snapshot())`
-    /// cannot lose a racing revocation: an event missing from the snapshot
-    /// was applied after it, so its append comes after the rewrite.
+    /// Rewrites the log to hold what `live()` returns plus every record
+    /// appended after `live()` was called. `live()` runs after the end of the
+    /// file is noted, so with writers that apply an event to the state
+    /// *before* appending it, `compact_with(move || state.snapshot())` cannot
+    /// lose a racing revocation: an event missing from the snapshot was
+    /// applied after it, so its record lies past the noted end and is copied.
     pub async fn compact_with<F>(&self, live: F) -> Result<(), LogError>
     where
         F: FnOnce() -> Vec<Event> + Send + 'static,
     {
+        self.compact_paused(live, || {}).await
+    }
+
+    /// [`RevocationLog::compact_with`] that calls `pause` once the live
+    /// entries are written and synced, before the final step takes the
+    /// append lock: lets tests append while a compaction is in progress.
+    #[doc(hidden)]
+    pub async fn compact_paused<F, P>(&self, live: F, pause: P) -> Result<(), LogError>
+    where
+        F: FnOnce() -> Vec<Event> + Send + 'static,
+        P: FnOnce() + Send + 'static,
+    {
         self.blocking(move |shared| {
-            shared.rewrite(|| {
-                let mut bytes = Vec::new();
-                for ev in live() {
-                    bytes.extend_from_slice(&encode(&ev, &shared.path)?);
-                }
-                Ok(bytes)
-            })
+            shared.rewrite(
+                || {
+                    let mut bytes = Vec::new();
+                    for ev in live() {
+                        bytes.extend_from_slice(&encode(&ev, &shared.path)?);
+                    }
+                    Ok(bytes)
+                },
+                pause,
+            )
         })
         .await
     }
@@ -308,16 +339,39 @@ impl Shared {
         }
     }
 
-    fn rewrite(&self, bytes: impl FnOnce() -> Result<Vec<u8>, LogError>) -> Result<(), LogError> {
-        let mut w = self.lock()?;
+    fn rewrite(
+        &self,
+        bytes: impl FnOnce() -> Result<Vec<u8>, LogError>,
+        pause: impl FnOnce(),
+    ) -> Result<(), LogError> {
+        let _one = self
+            .compacting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Records past `mark` are copied into the new file at the end.
+        let mark = self.lock()?.size;
         let bytes = bytes()?;
-        let new_file = match self.write_tmp(&bytes) {
+        let mut new_file = match self.write_tmp(&bytes) {
             Ok(f) => f,
             Err(e) => {
                 let _ = fs::remove_file(&self.tmp);
                 return Err(e);
             }
         };
+        pause();
+        let mut w = self.lock()?;
+        let tail_len = w.size - mark;
+        if tail_len > 0 {
+            let copied = copy_tail(&w.file, mark, tail_len, &mut new_file);
+            if let Err(source) = copied {
+                let _ = fs::remove_file(&self.tmp);
+                return Err(LogError::Io {
+                    path: self.tmp.clone(),
+                    op: "copy records appended during compaction",
+                    source,
+                });
+            }
+        }
         if let Err(source) = fs::rename(&self.tmp, &self.path) {
             let _ = fs::remove_file(&self.tmp);
             return Err(LogError::Io {
@@ -329,7 +383,7 @@ impl Shared {
         // The new file is the log now: switch to it before anything else can
         // fail, or later appends would go to the unlinked old file.
         w.file = new_file;
-        w.size = bytes.len() as u64;
+        w.size = bytes.len() as u64 + tail_len;
         self.size.store(w.size, Ordering::Release);
         if let Err(e) = sync_dir(&self.dir) {
             // Until the rename is durable a crash could bring back the old
@@ -353,6 +407,15 @@ impl Shared {
         f.sync_all().map_err(io_err(tmp, "fsync"))?;
         Ok(f)
     }
+}
+
+/// Appends `len` bytes of `from` starting at `at` to `to`, and syncs `to`.
+fn copy_tail(from: &File, at: u64, len: u64, to: &mut File) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len as usize];
+    from.read_exact_at(&mut buf, at)?;
+    to.write_all(&buf)?;
+    to.sync_data()
 }
 
 /// One framed record.

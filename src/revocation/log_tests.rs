@@ -356,6 +356,98 @@ async fn compact_with_snapshot_loses_no_racing_revocation() {
     assert_eq!(rebuilt.counts().tokens, 60);
 }
 
+/// An append made while a compaction is between its rewrite and its final
+/// step completes at once (the rewrite does not hold the append lock), and
+/// lands in the compacted file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_proceeds_while_a_compaction_is_in_progress() {
+    let dir = TempDir::new();
+    let old: Vec<Event> = (0..100).map(token).collect();
+    write_all(&dir, &old).await;
+    let (log, _) = open(&dir);
+    let (paused_tx, paused_rx) = std::sync::mpsc::channel::<()>();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    let live = old[50..].to_vec();
+    let compaction = tokio::spawn({
+        let log = log.clone();
+        async move {
+            log.compact_paused(
+                move || live,
+                move || {
+                    paused_tx.send(()).expect("test waits");
+                    resume_rx.recv().expect("test resumes");
+                },
+            )
+            .await
+        }
+    });
+    tokio::task::spawn_blocking(move || paused_rx.recv().expect("compaction paused"))
+        .await
+        .expect("join");
+    // The compaction is paused mid-way. With the old design (lock held across
+    // the rewrite) this append would wait for it forever; the timeout only
+    // turns that hang into a failure.
+    let late = token(1000);
+    tokio::time::timeout(std::time::Duration::from_secs(30), log.append(&late))
+        .await
+        .expect("append blocked by the compaction")
+        .expect("append");
+    resume_tx.send(()).expect("compaction waits");
+    compaction.await.expect("join").expect("compact");
+    let size = log.size_bytes();
+    drop(log);
+    let (_, replay) = open(&dir);
+    let mut want = old[50..].to_vec();
+    want.push(late);
+    assert_eq!(replay.events, want);
+    assert_eq!(size, file_len(&dir.log()));
+}
+
+/// Benchmark, not a test of speed: the longest append while a 1M-entry log
+/// is compacted. `cargo test --release --lib -- --ignored --nocapture append_latency_during`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn append_latency_during_a_million_entry_compaction() {
+    let dir = TempDir::new();
+    let (log, _) = open(&dir);
+    let state = Arc::new(RevocationState::new());
+    let n = 1_000_000u64;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let ev = token(i);
+        state.apply(&ev);
+        batch.push(ev);
+        if batch.len() == 10_000 {
+            log.append_batch(&batch).await.expect("append");
+            batch.clear();
+        }
+    }
+    let started = std::time::Instant::now();
+    let compaction = tokio::spawn({
+        let (log, state) = (log.clone(), Arc::clone(&state));
+        async move { log.compact_with(move || state.snapshot()).await }
+    });
+    let mut worst = std::time::Duration::ZERO;
+    let mut count = 0u64;
+    while !compaction.is_finished() {
+        let ev = token(n + count);
+        state.apply(&ev);
+        let t = std::time::Instant::now();
+        log.append(&ev).await.expect("append");
+        worst = worst.max(t.elapsed());
+        count += 1;
+    }
+    compaction.await.expect("join").expect("compact");
+    println!(
+        "compaction of {n} entries took {:?}; {count} appends meanwhile, the slowest {:?}",
+        started.elapsed(),
+        worst
+    );
+    drop(log);
+    let (_, replay) = open(&dir);
+    assert_eq!(replay.events.len() as u64, n + count);
+}
+
 #[test]
 fn errors_name_the_file() {
     let dir = TempDir::new();

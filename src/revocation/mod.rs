@@ -8,6 +8,10 @@
 //! - [`log`]: [`RevocationLog`], the embedded append-only file that makes a
 //!   revocation durable before the revoker gets its answer, and is compacted
 //!   as the tokens it covers expire.
+//! - [`stream`]: fleet mode over a Redis stream; each replica also keeps the
+//!   log above as its own durable copy, with an [`outbox`] for what Redis
+//!   refused and an [`epoch`] that tells a complete stream from a lost one.
+//! - [`service`]: [`Revocations`], which keeps state, sink and cache in step.
 //!
 //! The intended flow for a revocation: validate, `state.apply(&ev)`, then
 //! `log.append(&ev).await`, then answer. Applying first means the gateway
@@ -22,6 +26,8 @@ pub mod state;
 pub use event::{Event, EventError, Source, Target};
 pub use log::{LogError, Replay, RevocationLog};
 pub use state::{Checked, Counts, RevocationState};
+pub mod epoch;
+pub mod outbox;
 pub mod service;
 pub mod stream;
 pub use service::Revocations;

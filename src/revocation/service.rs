@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::stream::{OnStale, RevocationStream, StreamError};
+use super::stream::{RevocationStream, StreamError};
 use super::{Event, LogError, Replay, RevocationLog, RevocationState, Target};
 use crate::grant::Grants;
 use crate::metrics::Metrics;
@@ -57,12 +57,27 @@ impl Revocations {
         ))
     }
 
-    /// Fleet mode: history comes from the stream, read by [`Revocations::stream`]'s consumer.
-    pub fn with_stream(stream: RevocationStream) -> Revocations {
-        Revocations {
-            state: Arc::new(RevocationState::new()),
-            sink: Sink::Stream(Arc::new(stream)),
+    /// Fleet mode: the replica's durable copy in `dir` is replayed now; the
+    /// rest of the history comes from the stream, read by
+    /// [`Revocations::stream`]'s consumer (not ready until it has).
+    pub fn with_stream(
+        cfg: super::stream::StreamConfig,
+        dir: &Path,
+        now: u64,
+    ) -> Result<(Revocations, Replay), StreamError> {
+        let (stream, replay) = RevocationStream::open(cfg, dir)?;
+        let state = Arc::new(RevocationState::new());
+        for ev in &replay.events {
+            state.apply(ev);
         }
+        state.sweep(now);
+        Ok((
+            Revocations {
+                state,
+                sink: Sink::Stream(Arc::new(stream)),
+            },
+            replay,
+        ))
     }
 
     pub fn stream(&self) -> Option<&Arc<RevocationStream>> {
@@ -77,16 +92,18 @@ impl Revocations {
     pub fn is_ready(&self) -> bool {
         match &self.sink {
             Sink::Log(_) => true,
-            Sink::Stream(s) => s.is_fresh(),
+            Sink::Stream(s) => s.is_ready(),
         }
     }
 
-    /// True when gateway-minted tokens must be refused with 503: the stream
-    /// is not confirmed live and the operator chose to fail closed.
+    /// True when gateway-minted tokens must be refused with 503: the
+    /// history is not known complete (before the first catch-up, or after
+    /// the stream lost its data), or the stream is not confirmed live and
+    /// the operator chose to fail closed.
     pub fn must_refuse_minted(&self) -> bool {
         match &self.sink {
             Sink::Log(_) => false,
-            Sink::Stream(s) => s.config().on_stale == OnStale::Reject && !s.is_fresh(),
+            Sink::Stream(s) => s.must_refuse_minted(),
         }
     }
 
@@ -131,7 +148,7 @@ impl Revocations {
         evict(&ev, grants).await;
         match &self.sink {
             Sink::Log(log) => log.append(&ev).await?,
-            Sink::Stream(s) => s.append(&ev).await?,
+            Sink::Stream(s) => s.publish(&ev).await?,
         }
         metrics
             .revocations_applied
@@ -152,6 +169,10 @@ impl Revocations {
             }
             Sink::Log(_) => {}
             Sink::Stream(s) => {
+                if dropped > 0 {
+                    let state = self.state.clone();
+                    s.local().compact_with(move || state.snapshot()).await?;
+                }
                 s.trim(now).await?;
             }
         }
@@ -190,10 +211,13 @@ impl Revocations {
     }
 }
 
-/// Drops cached grants an event covers.
+/// Drops the cached grant of a revoked token. Broader revocations (family,
+/// subject, cut-off) leave the cache alone: every request checks the
+/// revocation state, and applying any event moves the state's generation,
+/// so each cached grant does the full lookup once more and the ones covered
+/// are refused; the others keep their cache entry.
 pub async fn evict(ev: &Event, grants: &Grants) {
-    match &ev.target {
-        Target::Token(h) => grants.forget(h).await,
-        _ => grants.forget_all(),
+    if let Target::Token(h) = &ev.target {
+        grants.forget(h).await;
     }
 }

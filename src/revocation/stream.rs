@@ -1,30 +1,42 @@
 //! Fleet mode: revocations shared by every replica over one Redis stream.
 //!
-//! - A revocation accepted by any replica is applied locally, then `XADD`ed
-//!   to the stream as one field, `event`, holding the event JSON of
-//!   [`super::event`]; the revoker's 200 waits for Redis to accept it.
+//! - A revocation accepted by any replica is applied locally, written to the
+//!   replica's own durable copy (`<data dir>/revocations.log`) and `XADD`ed
+//!   to the stream (one field, `event`, holding the event JSON of
+//!   [`super::event`]); the revoker's 200 waits for both. If Redis refuses,
+//!   the revoker gets 503 and the event goes to the [`Outbox`], appended as
+//!   soon as Redis is back.
 //! - Every replica reads the stream from its last position (`XREAD`, from
-//!   `0` on start), applies each event (applying is idempotent, so reading an
-//!   event twice is harmless), and is not *caught up* until a read returns
-//!   less than a full batch. Until then, and whenever the stream has not been
-//!   confirmed live within `stale_after`, the configured [`OnStale`] applies.
+//!   `0` on start and after an epoch change), applies each event (applying
+//!   is idempotent), and stores what was new to it in its durable copy, one
+//!   `fsync` per batch. It is *caught up* once a read returns less than a
+//!   full batch.
+//! - Before reading, it checks the stream's [`epoch`]: a stream that lost
+//!   its history (restart without persistence, `FLUSHALL`, the key deleted
+//!   or evicted) is noticed while connected. A member then re-publishes its
+//!   whole copy (pipelined) and establishes a new epoch; a replica that
+//!   cannot tell whether the history is complete is not ready and refuses
+//!   gateway-minted tokens until it can.
+//! - *Complete* (history known whole) is distinct from *fresh* (confirmed
+//!   live within `stale_after`): `on_stale = "serve"` keeps serving through
+//!   a stale stream only once the replica has been complete; it never serves
+//!   minted tokens before its first catch-up, nor after a loss until the
+//!   history is re-established.
 //! - Other systems may append events in the same format; malformed entries
-//!   are logged, counted and skipped.
-//! - A Redis that lost its data (restarted without persistence) is noticed
-//!   by a random *epoch* key written next to the stream: when it changes,
-//!   every replica re-appends the live events it knows, so replicas started
-//!   later still learn them.
-//! - The stream is trimmed only of entries whose `keep_until` has passed,
-//!   from the oldest end, stopping at the first live one.
+//!   are logged, counted and skipped. The stream is trimmed only of entries
+//!   whose `keep_until` has passed, from the oldest end.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 
-use super::{Event, RevocationState};
+use super::epoch;
+use super::outbox::Outbox;
+use super::{Event, LogError, Replay, RevocationLog, RevocationState};
 use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
 
@@ -34,6 +46,8 @@ pub use crate::config::{OnStale, StreamConfig};
 const BATCH: usize = 512;
 /// How long one `XREAD` blocks when caught up; also the liveness heartbeat.
 const BLOCK_MS: u64 = 500;
+/// Least time between two epoch checks while events keep arriving.
+const EPOCH_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -41,43 +55,109 @@ pub enum StreamError {
     Redis(String),
     #[error("redis did not answer in time")]
     Timeout,
+    #[error(transparent)]
+    Local(#[from] LogError),
+    #[error("fleet epoch file {}: {source}", .path.display())]
+    EpochFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub struct RevocationStream {
     cfg: StreamConfig,
     client: redis::Client,
-    epoch_key: String,
+    /// The data directory: the durable copy, the outbox and the epoch file.
+    dir: PathBuf,
+    /// This replica's durable copy of every revocation it knows.
+    local: RevocationLog,
+    /// Applied here, not yet accepted by Redis.
+    outbox: Outbox,
+    /// The epoch last seen (also in `<dir>/fleet-epoch`).
+    known_epoch: std::sync::Mutex<Option<String>>,
     /// Connection for appends and trims (never blocks on XREAD).
     writer: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Read to the end of the stream on the current connection and epoch.
     caught_up: AtomicBool,
+    /// Caught up under an intact epoch since start, with no loss since.
+    complete: AtomicBool,
     /// Unix ms of the last successful read: the liveness confirmation.
     last_live_ms: AtomicU64,
     /// Entries that did not decode as events.
     pub malformed: AtomicU64,
+    /// Events re-published after a loss of Redis's data (all time).
+    pub republished: AtomicU64,
+    /// The "no epoch, history unknown" warning was logged.
+    waiting: AtomicBool,
 }
 
 impl RevocationStream {
-    pub fn new(cfg: StreamConfig) -> Result<RevocationStream, StreamError> {
+    /// Opens the durable copy and the outbox in `dir`. The returned replay
+    /// (copy and outbox) is to be applied to the state before serving.
+    pub fn open(cfg: StreamConfig, dir: &Path) -> Result<(RevocationStream, Replay), StreamError> {
         let client =
             redis::Client::open(cfg.url.as_str()).map_err(|e| StreamError::Redis(e.to_string()))?;
-        Ok(RevocationStream {
-            epoch_key: format!("{}:epoch", cfg.key),
-            cfg,
-            client,
-            writer: tokio::sync::Mutex::new(None),
-            caught_up: AtomicBool::new(false),
-            last_live_ms: AtomicU64::new(0),
-            malformed: AtomicU64::new(0),
-        })
+        let (local, mut replay) = RevocationLog::open(dir)?;
+        let outbox = Outbox::open(dir)?;
+        replay.events.extend(outbox.pending());
+        let known = epoch::load(dir).map_err(|source| StreamError::EpochFile {
+            path: epoch::file(dir),
+            source,
+        })?;
+        Ok((
+            RevocationStream {
+                cfg,
+                client,
+                dir: dir.to_path_buf(),
+                local,
+                outbox,
+                known_epoch: std::sync::Mutex::new(known),
+                writer: tokio::sync::Mutex::new(None),
+                caught_up: AtomicBool::new(false),
+                complete: AtomicBool::new(false),
+                last_live_ms: AtomicU64::new(0),
+                malformed: AtomicU64::new(0),
+                republished: AtomicU64::new(0),
+                waiting: AtomicBool::new(false),
+            },
+            replay,
+        ))
     }
 
     pub fn config(&self) -> &StreamConfig {
         &self.cfg
     }
 
+    /// The durable copy, for compaction.
+    pub fn local(&self) -> &RevocationLog {
+        &self.local
+    }
+
     /// Caught up with the stream and confirmed live within the bound.
     pub fn is_fresh(&self) -> bool {
         self.caught_up.load(Ordering::Acquire) && self.staleness() <= self.cfg.stale_after
+    }
+
+    /// The history is known complete (see the module doc).
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    /// Ready: complete and fresh.
+    pub fn is_ready(&self) -> bool {
+        self.is_complete() && self.is_fresh()
+    }
+
+    /// Gateway-minted tokens must be refused (503): the history is not known
+    /// complete, or it is stale and the operator chose to fail closed.
+    pub fn must_refuse_minted(&self) -> bool {
+        !self.is_complete() || (self.cfg.on_stale == OnStale::Reject && !self.is_fresh())
+    }
+
+    /// Events waiting in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.pending().len()
     }
 
     /// Time since the stream was last confirmed live (large if never).
@@ -97,6 +177,21 @@ impl RevocationStream {
             .get_multiplexed_async_connection_with_config(&cfg)
             .await
             .map_err(|e| StreamError::Redis(e.to_string()))
+    }
+
+    /// Makes a locally applied event durable: written to the local copy and
+    /// accepted by Redis, both at once. If Redis refuses, the event goes to
+    /// the outbox (appended once Redis is back) and the error is returned.
+    pub async fn publish(&self, ev: &Event) -> Result<(), StreamError> {
+        let (local, remote) = tokio::join!(self.local.append(ev), self.append(ev));
+        if let Err(e) = remote {
+            if let Err(o) = self.outbox.add(ev).await {
+                tracing::error!(error = %o, "revocation outbox write failed");
+            }
+            return Err(e);
+        }
+        local?;
+        Ok(())
     }
 
     /// `XADD`s one event; returns once Redis has accepted it. One retry on a
@@ -124,7 +219,26 @@ impl RevocationStream {
                 .query_async(conn)
                 .await;
             match r {
-                Ok(_) => return Ok(()),
+                Ok(_) if self.cfg.wait_replicas == 0 => return Ok(()),
+                Ok(_) => {
+                    // On the same connection: WAIT counts this client's writes.
+                    let acked: redis::RedisResult<u64> = redis::cmd("WAIT")
+                        .arg(self.cfg.wait_replicas)
+                        .arg(self.cfg.wait_timeout.as_millis() as u64)
+                        .query_async(conn)
+                        .await;
+                    return match acked {
+                        Ok(n) if n >= u64::from(self.cfg.wait_replicas) => Ok(()),
+                        Ok(n) => Err(StreamError::Redis(format!(
+                            "only {n} of {} Redis replicas acknowledged the append in time",
+                            self.cfg.wait_replicas
+                        ))),
+                        Err(e) => {
+                            *guard = None;
+                            Err(StreamError::Redis(e.to_string()))
+                        }
+                    };
+                }
                 Err(e) => {
                     *guard = None;
                     last = StreamError::Redis(e.to_string());
@@ -144,7 +258,6 @@ impl RevocationStream {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut last_id = String::from("0");
-        let mut epoch: Option<String> = None;
         let mut backoff = Duration::from_millis(50);
         loop {
             if *stop.borrow() {
@@ -169,17 +282,35 @@ impl RevocationStream {
                     continue;
                 }
             };
-            match self.check_epoch(&mut conn, &mut epoch, &state).await {
-                Ok(true) => last_id = String::from("0"),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "revocation stream epoch check failed");
-                    continue;
-                }
-            }
             backoff = Duration::from_millis(50);
+            let mut last_epoch_check: Option<Instant> = None;
             // Read until the connection breaks; then reconnect and go on from last_id.
             loop {
+                if last_epoch_check.is_none_or(|t| t.elapsed() >= EPOCH_EVERY) {
+                    match self.sync_epoch(&mut conn, &state).await {
+                        Ok(Step::Same) => {}
+                        Ok(Step::Restart) => {
+                            last_id = String::from("0");
+                            self.caught_up.store(false, Ordering::Release);
+                        }
+                        Ok(Step::Unknown) => {
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_millis(BLOCK_MS)) => {}
+                                _ = stop.changed() => return,
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "revocation stream epoch check failed; reconnecting");
+                            break;
+                        }
+                    }
+                    last_epoch_check = Some(Instant::now());
+                    if let Err(e) = self.flush_outbox(&mut conn).await {
+                        tracing::warn!(error = %e, "revocation outbox flush failed; reconnecting");
+                        break;
+                    }
+                }
                 let caught_up = self.caught_up.load(Ordering::Acquire);
                 let mut cmd = redis::cmd("XREAD");
                 cmd.arg("COUNT").arg(BATCH);
@@ -201,6 +332,7 @@ impl RevocationStream {
                 self.last_live_ms.store(unix_now_ms(), Ordering::Release);
                 let entries = entries(reply);
                 let n = entries.len();
+                let mut new = Vec::new();
                 for (id, payload) in entries {
                     last_id = id;
                     match payload.and_then(|p| Event::from_json(&p).ok()) {
@@ -210,6 +342,7 @@ impl RevocationStream {
                                     .revocations_applied
                                     .with_label_values(&[ev.kind(), ev.source.as_str()])
                                     .inc();
+                                new.push(ev.clone());
                             }
                             let delay_ms = unix_now_ms().saturating_sub(ev.revoked_at_ms);
                             metrics
@@ -224,9 +357,16 @@ impl RevocationStream {
                         }
                     }
                 }
+                if let Err(e) = self.local.append_batch(&new).await {
+                    // Applied in memory all the same; the copy only matters
+                    // if Redis loses its data too.
+                    tracing::error!(error = %e, "revocation copy write failed");
+                }
                 if !caught_up && n < BATCH {
                     self.caught_up.store(true, Ordering::Release);
-                    tracing::info!(position = %last_id, live = state.len(), "revocation stream caught up");
+                    if !self.complete.swap(true, Ordering::AcqRel) {
+                        tracing::info!(position = %last_id, live = state.len(), "revocation stream caught up");
+                    }
                 }
                 metrics.revocation_entries.set(state.len() as i64);
                 metrics
@@ -236,47 +376,110 @@ impl RevocationStream {
         }
     }
 
-    /// Notices a Redis that lost its data: returns true (read from 0 again)
-    /// after re-appending what this replica knows.
-    async fn check_epoch(
+    /// Compares the stream's epoch with the one this replica knows, and
+    /// re-seeds the stream from the local copy when its history was lost.
+    async fn sync_epoch(
         &self,
         conn: &mut MultiplexedConnection,
-        known: &mut Option<String>,
         state: &RevocationState,
-    ) -> Result<bool, StreamError> {
-        let fresh = format!("{:x}", unix_now_ms() ^ (std::process::id() as u64) << 40);
-        let _: Value = redis::cmd("SET")
-            .arg(&self.epoch_key)
-            .arg(&fresh)
-            .arg("NX")
-            .query_async(conn)
-            .await
-            .map_err(|e| StreamError::Redis(e.to_string()))?;
-        let current: Option<String> = redis::cmd("GET")
-            .arg(&self.epoch_key)
-            .query_async(conn)
-            .await
-            .map_err(|e| StreamError::Redis(e.to_string()))?;
-        let reset = matches!((&*known, &current), (Some(k), Some(c)) if k != c);
-        *known = current;
-        if reset {
-            let live = state.snapshot();
-            tracing::warn!(
-                events = live.len(),
-                "revocation stream was reset; re-appending live revocations"
-            );
-            for ev in &live {
-                let _: Value = redis::cmd("XADD")
-                    .arg(&self.cfg.key)
-                    .arg("*")
-                    .arg("event")
-                    .arg(ev.to_json())
-                    .query_async(conn)
-                    .await
-                    .map_err(|e| StreamError::Redis(e.to_string()))?;
+    ) -> Result<Step, StreamError> {
+        let current = epoch::read(conn, &self.cfg.key).await?;
+        let known = self.known_epoch_now();
+        let step = match (current, known) {
+            (Some(c), Some(k)) if c == k => return Ok(Step::Same),
+            (Some(c), None) => {
+                tracing::info!("revocation stream epoch found; reading the history");
+                self.remember(&c)?;
+                Step::Restart
             }
+            (Some(c), Some(_)) => {
+                // Re-seeded by another replica after a loss this one missed:
+                // add what this replica knows, then read the new history.
+                self.complete.store(false, Ordering::Release);
+                self.republish(conn, state).await?;
+                self.remember(&c)?;
+                Step::Restart
+            }
+            (None, Some(_)) => {
+                self.complete.store(false, Ordering::Release);
+                tracing::warn!(
+                    live = state.len(),
+                    "revocation stream lost its history; re-publishing this replica's copy"
+                );
+                self.republish(conn, state).await?;
+                let e = epoch::establish(conn, &self.cfg.key, &epoch::fresh()?).await?;
+                self.remember(&e)?;
+                Step::Restart
+            }
+            (None, None) => {
+                if !self.waiting.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(
+                        "revocation stream has no epoch and this replica never joined one: \
+                         not ready until a member re-seeds it or `scopegate fleet-init` runs"
+                    );
+                }
+                self.complete.store(false, Ordering::Release);
+                return Ok(Step::Unknown);
+            }
+        };
+        self.complete.store(false, Ordering::Release);
+        Ok(step)
+    }
+
+    fn known_epoch_now(&self) -> Option<String> {
+        self.known_epoch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn remember(&self, e: &str) -> Result<(), StreamError> {
+        epoch::store(&self.dir, e).map_err(|source| StreamError::EpochFile {
+            path: epoch::file(&self.dir),
+            source,
+        })?;
+        *self
+            .known_epoch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+        Ok(())
+    }
+
+    /// Re-publishes every live revocation this replica knows (its state:
+    /// the local copy, the outbox and what it has read). The outbox is
+    /// included, so it is emptied afterwards.
+    async fn republish(
+        &self,
+        conn: &mut MultiplexedConnection,
+        state: &RevocationState,
+    ) -> Result<(), StreamError> {
+        let started = Instant::now();
+        let queued = self.outbox.pending().len();
+        let live = state.snapshot();
+        let n = epoch::republish(conn, &self.cfg.key, &live).await?;
+        self.republished.fetch_add(n as u64, Ordering::Relaxed);
+        self.outbox.sent(queued).await?;
+        tracing::warn!(
+            events = n,
+            took_ms = started.elapsed().as_millis() as u64,
+            "revocations re-published"
+        );
+        Ok(())
+    }
+
+    /// Appends what Redis refused earlier, oldest first, pipelined.
+    async fn flush_outbox(&self, conn: &mut MultiplexedConnection) -> Result<(), StreamError> {
+        if self.outbox.is_empty() {
+            return Ok(());
         }
-        Ok(reset)
+        let pending = self.outbox.pending();
+        epoch::republish(conn, &self.cfg.key, &pending).await?;
+        self.outbox.sent(pending.len()).await?;
+        tracing::info!(
+            events = pending.len(),
+            "revocation outbox appended to the stream"
+        );
+        Ok(())
     }
 
     /// Removes the oldest entries whose `keep_until` has passed, stopping
@@ -317,6 +520,16 @@ impl RevocationStream {
             .map_err(|e| StreamError::Redis(e.to_string()))?;
         Ok(expired.len())
     }
+}
+
+/// What the epoch check asks of the reader.
+enum Step {
+    /// Same epoch: read on from the last position.
+    Same,
+    /// A new epoch (joined, re-seeded): read the whole stream again.
+    Restart,
+    /// No epoch and none known: the history cannot be told; wait.
+    Unknown,
 }
 
 fn bytes_of(v: &Value) -> Option<Vec<u8>> {
