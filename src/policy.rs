@@ -16,6 +16,7 @@ use std::sync::Arc;
 use http::Method;
 use serde::Deserialize;
 
+use crate::body_fields::BodyFields;
 use crate::config::Problems;
 use crate::scope::{ScopeSet, ScopeTable};
 
@@ -62,6 +63,17 @@ pub enum ObjectRule {
     Upload { kind: ItemKind, field: Vec<String> },
 }
 
+/// What a route's request body is, as the policy declares it (`body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body: a downscoped token's request that declares one is refused.
+    None,
+    /// A JSON object whose top-level fields the route lists (`fields`).
+    Json,
+    /// A Box multipart upload, read under the strict envelope rules.
+    Upload,
+}
+
 /// One compiled route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -80,6 +92,10 @@ pub struct Route {
     /// The answer's `upload_url` is rewritten to point at the gateway
     /// (Box's upload preflight names its own upload host otherwise).
     pub rewrite_upload_url: bool,
+    /// The request body (`body`; inferred from `object` and `destination`).
+    pub body: BodyKind,
+    /// For `body = "json"`: the scope each top-level field needs.
+    pub fields: Option<BodyFields>,
 }
 
 /// A matched route with its path parameters.
@@ -164,6 +180,8 @@ struct RawRoute {
     restricted: Option<String>,
     destination: Option<String>,
     response: Option<String>,
+    body: Option<String>,
+    fields: Option<BTreeMap<String, String>>,
 }
 
 impl Policy {
@@ -213,8 +231,18 @@ impl Policy {
                 );
                 continue;
             }
+            let fields = r.fields.clone();
             match policy.compile(r) {
-                Ok(route) => {
+                Ok(mut route) => {
+                    match compile_fields(&route, fields, &policy.scopes) {
+                        Ok(f) => route.fields = f,
+                        Err(errs) => {
+                            for (field, msg) in errs {
+                                problems.push(&format!("{key}.{field}"), msg);
+                            }
+                            continue;
+                        }
+                    }
                     if let Err(msg) = policy.insert(route) {
                         problems.push(&format!("{key}.path"), msg);
                     }
@@ -277,7 +305,42 @@ impl Policy {
                 }
             }
         };
+        let body = match r.body.as_deref() {
+            None if matches!(object, ObjectRule::Upload { .. }) => BodyKind::Upload,
+            None if destination.is_some()
+                || matches!(
+                    object,
+                    ObjectRule::Body { .. } | ObjectRule::BodyItem { .. }
+                ) =>
+            {
+                BodyKind::Json
+            }
+            None | Some("none") => BodyKind::None,
+            Some("json") => BodyKind::Json,
+            Some("upload") => BodyKind::Upload,
+            Some(o) => {
+                return Err((
+                    "body",
+                    format!("`{o}` must be \"none\", \"json\" or \"upload\""),
+                ));
+            }
+        };
+        let reads_json = destination.is_some()
+            || matches!(
+                object,
+                ObjectRule::Body { .. } | ObjectRule::BodyItem { .. }
+            );
+        if (reads_json && body != BodyKind::Json)
+            || (matches!(object, ObjectRule::Upload { .. }) && body != BodyKind::Upload)
+        {
+            return Err((
+                "body",
+                "does not match what `object` or `destination` reads from the body".into(),
+            ));
+        }
         Ok(Route {
+            body,
+            fields: None,
             name: r.name.into(),
             method,
             template: r.path,
@@ -346,6 +409,31 @@ impl Policy {
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+}
+
+/// The `fields` table of a route: required on a JSON-body route (the
+/// world is closed), refused on any other.
+fn compile_fields(
+    route: &Route,
+    raw: Option<BTreeMap<String, String>>,
+    table: &ScopeTable,
+) -> Result<Option<BodyFields>, Vec<(String, String)>> {
+    match (route.body, raw) {
+        (BodyKind::Json, Some(raw)) => BodyFields::compile(&raw, table).map(Some).map_err(|e| {
+            e.into_iter()
+                .map(|(f, m)| (format!("fields.{f}"), m))
+                .collect()
+        }),
+        (BodyKind::Json, None) => Err(vec![(
+            "fields".into(),
+            "a route with a JSON body must list its body fields".into(),
+        )]),
+        (_, Some(_)) => Err(vec![(
+            "fields".into(),
+            "only a route with a JSON body (body = \"json\") takes `fields`".into(),
+        )]),
+        (_, None) => Ok(None),
     }
 }
 

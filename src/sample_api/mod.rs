@@ -20,9 +20,9 @@
 //! Every token sees the whole tree: access control is the gateway's job, and
 //! a permissive upstream makes any leak through the gateway visible.
 //! Layout: `routes` maps requests to handlers, `tree` holds the items and
-//! their JSON shapes, `multipart` parses uploads without buffering them.
+//! their JSON shapes; uploads are read with `multer`, a standard streaming
+//! multipart parser independent of the gateway's own envelope reader.
 
-mod multipart;
 mod routes;
 mod tree;
 
@@ -334,12 +334,6 @@ impl ApiError {
             "message": self.message,
         });
         json_response(self.status, &body)
-    }
-}
-
-impl From<multipart::MultipartError> for ApiError {
-    fn from(e: multipart::MultipartError) -> ApiError {
-        ApiError::bad_request("bad_request", e.0)
     }
 }
 
