@@ -189,6 +189,7 @@ pub async fn decide(
         let body = check_object(gw, r, &grant, |i| m.param(i), &parts.headers, body).await?;
         let mut permit = Permit::new(r.name.clone(), target, grant.forward());
         permit.rewrite_upload_url = r.rewrite_upload_url;
+        permit.box_api = grant.box_api().cloned();
         Ok(Allowed {
             permit,
             body,

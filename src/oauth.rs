@@ -26,6 +26,8 @@ use crate::scope::ScopeSet;
 use crate::token::{self, Claims, Restriction, SealError};
 use crate::upstream::UpstreamError;
 
+mod shared_link;
+
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
@@ -127,6 +129,7 @@ pub async fn token(gw: &Gateway, raw: Bytes) -> Response<Body> {
 }
 
 async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
+    shared_link::check_parameters(form.0.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let parent_token = form.require("subject_token")?;
     if form.require("subject_token_type")? != ACCESS_TOKEN_TYPE {
         return Err(OAuthError::invalid_request(format!(
@@ -170,7 +173,16 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
         .exact(names.iter().copied())
         .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
 
-    let resource = form.get("resource").map(parse_resource).transpose()?;
+    if form.get("resource").is_some() && form.get("box_shared_link").is_some() {
+        return Err(OAuthError::invalid_request(
+            "`box_shared_link` cannot be combined with `resource`",
+        ));
+    }
+    let mut resource = form.get("resource").map(parse_resource).transpose()?;
+    let link = form
+        .get("box_shared_link")
+        .map(|l| shared_link::parse(l).map(|h| (l, h)))
+        .transpose()?;
     let parent = validate_parent(gw, parent_token, now).await?;
     if !parent.scopes.contains_all(requested) {
         let missing: Vec<&str> = names
@@ -187,9 +199,14 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
             missing.join(" ")
         )));
     }
-    let object = match &resource {
-        Some((kind, id)) => Some(lookup(gw, parent_token, *kind, id).await?),
-        None => None,
+    let object = match (&resource, &link) {
+        (Some((kind, id)), _) => Some(lookup(gw, parent_token, *kind, id).await?),
+        (None, Some((_, box_api))) => {
+            let (kind, id, object) = shared_link::resolve(gw, parent_token, box_api).await?;
+            resource = Some((kind, id));
+            Some(object)
+        }
+        (None, None) => None,
     };
 
     let expires_in = gw.config.max_expires_in.as_secs().min(parent.remaining);
@@ -203,6 +220,7 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
             k: k.as_str().into(),
             id: id.clone(),
         }),
+        l: link.map(|(l, _)| l.to_string()),
         sub: parent.subject,
         iat: now,
         exp: now + expires_in,
@@ -406,6 +424,13 @@ async fn lookup(gw: &Gateway, parent: &str, kind: ItemKind, id: &str) -> Result<
             "the upstream answered with another item",
         ));
     }
+    Ok(restricted_object(kind, &json))
+}
+
+/// The `restricted_to[].object` of an exchange answer, from the upstream's
+/// item: type, id, name, etag, sequence_id and, for files, sha1 and
+/// file_version.
+fn restricted_object(kind: ItemKind, json: &Value) -> Value {
     let mut object = serde_json::Map::new();
     let keys: &[&str] = match kind {
         ItemKind::File => &[
@@ -424,7 +449,7 @@ async fn lookup(gw: &Gateway, parent: &str, kind: ItemKind, id: &str) -> Result<
             object.insert(k.to_string(), v.clone());
         }
     }
-    Ok(Value::Object(object))
+    Value::Object(object)
 }
 
 /// Other grant types go to the upstream token endpoint unchanged.

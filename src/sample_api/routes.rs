@@ -42,6 +42,7 @@ pub(super) async fn route(st: &State, parts: &Parts, body: &mut CountedBody) -> 
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match (method, segs.as_slice()) {
         ("GET", ["2.0", "users", "me"]) => ok(user_json(&user)),
+        ("GET", ["2.0", "shared_items"]) => shared_item(st, parts),
         ("GET", ["2.0", "files", id]) => ok(lock(&st.tree).file_json(id)?),
         ("GET", ["2.0", "files", id, "content"]) => download(st, id),
         ("PUT", ["2.0", "files", id]) => {
@@ -310,6 +311,31 @@ async fn upload(st: &State, parts: &Parts, body: &mut CountedBody, target: Optio
         status,
         &json!({"total_count": 1, "entries": [entry]}),
     ))
+}
+
+/// `GET /2.0/shared_items`: the item behind the `BoxApi: shared_link=<url>`
+/// header, with its `shared_link` (Box answers 404 for a link it does not know).
+fn shared_item(st: &State, parts: &Parts) -> Answer {
+    let url = parts
+        .headers
+        .get("boxapi")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("shared_link="))
+        .ok_or_else(|| ApiError::bad_request("bad_request", "BoxApi: shared_link= is required"))?;
+    let link = lock(&st.shared_links).get(url).cloned().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "Shared link not found")
+    })?;
+    let mut item = match link.kind.as_str() {
+        "file" => lock(&st.tree).file_json(&link.id)?,
+        "folder" => lock(&st.tree).folder_json(&link.id)?,
+        other => json!({"type": other, "id": link.id}),
+    };
+    item["shared_link"] = json!({
+        "url": url,
+        "access": "open",
+        "is_password_enabled": link.password,
+    });
+    Ok(json_response(StatusCode::OK, &item))
 }
 
 fn multipart_error(e: multer::Error) -> ApiError {
