@@ -636,6 +636,82 @@ mod tests {
     }
 
     #[test]
+    fn body_fields_are_checked_at_start_up() {
+        let text = r#"
+            [[route]]
+            name = "a"
+            method = "PUT"
+            path = "/a/{id}"
+            scopes = ["item_rename"]
+            object = "file:path.id"
+            body = "json"
+            fields = { name = "item_rename", lock = "item_lock" }
+            [[route]]
+            name = "b"
+            method = "GET"
+            path = "/b/{id}"
+            scopes = ["item_read"]
+            object = "file:path.id"
+            fields = { name = "route" }
+            [[route]]
+            name = "c"
+            method = "POST"
+            path = "/c"
+            scopes = ["item_upload"]
+            object = "folder:body.parent.id"
+            [[route]]
+            name = "d"
+            method = "POST"
+            path = "/d"
+            scopes = ["item_upload"]
+            object = "folder:body.parent.id"
+            body = "upload"
+            [[route]]
+            name = "e"
+            method = "POST"
+            path = "/e/{id}"
+            scopes = ["item_upload"]
+            object = "file:path.id"
+            body = "xml"
+        "#;
+        let err = policy(text).unwrap_err().to_string();
+        assert!(
+            err.contains("p.toml: route[0].fields.lock: `item_lock`"),
+            "{err}"
+        );
+        assert!(!err.contains("route[0].fields.name"), "{err}");
+        assert!(
+            err.contains("route[1].fields: only a route with a JSON body"),
+            "{err}"
+        );
+        assert!(
+            err.contains("route[2].fields: a route with a JSON body must list"),
+            "{err}"
+        );
+        assert!(err.contains("route[3].body"), "{err}");
+        assert!(err.contains("route[4].body"), "{err}");
+        let ok = policy(
+            r#"
+            [[route]]
+            name = "a"
+            method = "PUT"
+            path = "/a/{id}"
+            scopes = ["item_rename"]
+            object = "file:path.id"
+            body = "json"
+            fields = { name = "item_rename", "*" = "route" }
+        "#,
+        )
+        .unwrap();
+        let r = &ok.routes()[0];
+        assert_eq!(r.body, BodyKind::Json);
+        assert_eq!(
+            r.fields.as_ref().unwrap().describe(),
+            "name=item_rename *=route"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = policy("[[route]]\nname = \"a\"\nmethdo = \"GET\"")
             .unwrap_err()
