@@ -60,6 +60,22 @@ fn hostile() -> Vec<(&'static str, String, String, String)> {
             two.clone(),
         );
     }
+    // The same, well formed for a reader that keeps the backslash (the OK
+    // upload, whose file holds a whole upload delimited by `BnD`), and for
+    // one that unescapes it (the upload into 200 hidden in that file).
+    for raw in [r"Bn\D", r"\B\n\D"] {
+        let inner =
+            format!("x\r\n--BnD\r\n{ATTRS}\r\n\r\n{EVIL}\r\n--BnD\r\n{FILE}\r\n\r\ny\r\n--BnD--");
+        let body = format!(
+            "--{raw}\r\n{ATTRS}\r\n\r\n{OK}\r\n--{raw}\r\n{FILE}\r\n\r\n{inner}\r\n--{raw}--\r\n"
+        );
+        add(
+            "quoted boundary with an escape",
+            &format!("{raw}, an upload into 200 inside the file"),
+            format!("multipart/form-data; boundary=\"{raw}\""),
+            body,
+        );
+    }
     // Two boundaries, or another parameter that could hide one.
     for ct in [
         "multipart/form-data; boundary=BnD; boundary=Bn",
@@ -133,6 +149,18 @@ fn hostile() -> Vec<(&'static str, String, String, String)> {
             body(&[(&head, OK), (ATTRS, EVIL), (FILE, "x")]),
         );
     }
+    // Each rule alone: the attributes part with a filename, then the file.
+    for head in [
+        format!("{ATTRS}; filename=\"a.json\""),
+        format!("{ATTRS}; filename*=utf-8''a.json"),
+    ] {
+        add(
+            "filename on attributes",
+            &format!("{head}, alone"),
+            ct(),
+            body(&[(&head, OK), (FILE, "x")]),
+        );
+    }
     // Two names on one part: the first to one parser, the last to another.
     for head in [
         "Content-Disposition: form-data; name=\"attributes\"; name=\"x\"",
@@ -147,6 +175,12 @@ fn hostile() -> Vec<(&'static str, String, String, String)> {
             head,
             ct(),
             body(&[(head, OK), (ATTRS, EVIL), (FILE, "x")]),
+        );
+        add(
+            "two names on one part",
+            &format!("{head}, alone"),
+            ct(),
+            body(&[(head, OK), (FILE, "x")]),
         );
     }
     // Two Content-Dispositions on one part.
