@@ -308,6 +308,15 @@ pub fn fuzz_form(bytes: &[u8]) -> bool {
             assert!(!name.contains(' '));
         }
     }
+    let _ = shared_link::check_parameters(form.0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Some(l) = form.get("box_shared_link")
+        && let Ok(h) = shared_link::parse(l)
+    {
+        // One BoxApi parameter, the link as given: nothing can ride along.
+        let v = h.to_str().expect("a plain link is ASCII");
+        assert_eq!(v.strip_prefix("shared_link="), Some(l));
+        assert!(!l.contains(['&', '=', ' ', '?', '#']));
+    }
     for k in ["grant_type", "subject_token", "subject_token_type", "token"] {
         if let Ok(v) = form.require(k) {
             assert!(!v.is_empty());
