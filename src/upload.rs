@@ -56,6 +56,10 @@ use serde_json::Value;
 
 use crate::body::BoxError;
 
+mod part;
+
+use part::{header_block, part_head, plain_media_type};
+
 /// The most the gateway reads before it decides: the two part heads and
 /// the attributes, plus what of the file has already arrived.
 pub const ATTRIBUTES_LIMIT: usize = 64 * 1024;
@@ -207,13 +211,6 @@ struct Head {
     file_start: usize,
 }
 
-/// A part's headers, as the plain form allows them.
-struct PartHead<'a> {
-    name: &'a str,
-    filename: Option<&'a str>,
-    content_type: Option<&'a str>,
-}
-
 /// `Ok(None)`: need more bytes. Otherwise the attributes and the offset
 /// where the file part's bytes begin.
 fn parse_head(buf: &[u8], boundary: &str) -> Result<Option<Head>, UploadError> {
@@ -310,137 +307,6 @@ fn parse_head(buf: &[u8], boundary: &str) -> Result<Option<Head>, UploadError> {
         attrs,
         file_start: at + len,
     }))
-}
-
-/// The header block at the start of `rest`, up to (not including) the
-/// blank line, and its length with the blank line. `Ok(None)`: need more.
-fn header_block(rest: &[u8]) -> Result<Option<(&str, usize)>, UploadError> {
-    if rest.len() >= 2 && rest.starts_with(b"\r\n") {
-        return Err(UploadError::Envelope("a part without Content-Disposition"));
-    }
-    let Some(end) = find(rest, b"\r\n\r\n") else {
-        return if rest.len() > HEAD_LIMIT {
-            Err(UploadError::TooLong)
-        } else {
-            Ok(None)
-        };
-    };
-    if end > HEAD_LIMIT {
-        return Err(UploadError::TooLong);
-    }
-    let block = std::str::from_utf8(&rest[..end])
-        .map_err(|_| UploadError::Envelope("part headers must be UTF-8"))?;
-    Ok(Some((block, end + 4)))
-}
-
-/// Reads one part's header block under the plain-form rules.
-fn part_head(block: &str) -> Result<PartHead<'_>, UploadError> {
-    let mut disposition = None;
-    let mut content_type = None;
-    for line in block.split("\r\n") {
-        if line.bytes().any(|b| b < 0x20 || b == 0x7f) {
-            return Err(UploadError::Envelope(
-                "part headers hold a control byte or a bare CR or LF",
-            ));
-        }
-        if line.starts_with([' ', '\t']) {
-            return Err(UploadError::Envelope("a folded part header line"));
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(UploadError::Envelope("a part header line without a colon"));
-        };
-        if name.is_empty() || !name.bytes().all(tchar) {
-            return Err(UploadError::Envelope(
-                "a part header name that is not a token",
-            ));
-        }
-        let value = value.trim_start_matches(' ');
-        if value.is_empty() || value.ends_with(' ') {
-            return Err(UploadError::Envelope(
-                "a part header value that is empty or padded",
-            ));
-        }
-        let slot = if name.eq_ignore_ascii_case("content-disposition") {
-            &mut disposition
-        } else if name.eq_ignore_ascii_case("content-type") {
-            &mut content_type
-        } else {
-            return Err(UploadError::Envelope(
-                "a part header other than Content-Disposition and Content-Type \
-                 (Content-Transfer-Encoding included)",
-            ));
-        };
-        if slot.replace(value).is_some() {
-            return Err(UploadError::Envelope("a part header given twice"));
-        }
-    }
-    let Some(disposition) = disposition else {
-        return Err(UploadError::Envelope("a part without Content-Disposition"));
-    };
-    let (name, filename) = parse_disposition(disposition)?;
-    Ok(PartHead {
-        name,
-        filename,
-        content_type,
-    })
-}
-
-/// `form-data; name="N"` or `form-data; name="N"; filename="F"`, exactly.
-fn parse_disposition(v: &str) -> Result<(&str, Option<&str>), UploadError> {
-    const SHAPE: UploadError = UploadError::Envelope(
-        "Content-Disposition must be `form-data; name=\"N\"` with an optional `; filename=\"F\"`",
-    );
-    let rest = v.strip_prefix("form-data; name=\"").ok_or(SHAPE)?;
-    let (name, after) = rest.split_once('"').ok_or(SHAPE)?;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-    {
-        return Err(UploadError::Envelope(
-            "a part name must be letters, digits, `_`, `-` or `.`",
-        ));
-    }
-    if after.is_empty() {
-        return Ok((name, None));
-    }
-    let rest = after.strip_prefix("; filename=\"").ok_or(SHAPE)?;
-    let (filename, after) = rest.split_once('"').ok_or(SHAPE)?;
-    if !after.is_empty() {
-        return Err(SHAPE);
-    }
-    if filename.is_empty() || filename.contains('\\') {
-        return Err(UploadError::Envelope(
-            "a filename must be non-empty and hold no backslash",
-        ));
-    }
-    Ok((name, Some(filename)))
-}
-
-/// `type/subtype` with optional `; key=value` token parameters; never a
-/// multipart or message type, which a parser could descend into.
-fn plain_media_type(ct: &str) -> Result<(), UploadError> {
-    const BAD: UploadError = UploadError::Envelope(
-        "the file part's Content-Type must be a plain, non-multipart media type",
-    );
-    let mut params = ct.split(';');
-    let essence = params.next().unwrap_or("");
-    let (t, s) = essence.split_once('/').ok_or(BAD)?;
-    let token = |x: &str| !x.is_empty() && x.bytes().all(tchar);
-    if !token(t)
-        || !token(s)
-        || t.eq_ignore_ascii_case("multipart")
-        || t.eq_ignore_ascii_case("message")
-    {
-        return Err(BAD);
-    }
-    for p in params {
-        let (k, v) = p.trim_start_matches(' ').split_once('=').ok_or(BAD)?;
-        if !token(k) || !token(v) {
-            return Err(BAD);
-        }
-    }
-    Ok(())
 }
 
 /// A KMP matcher of one needle over bytes that arrive in chunks split anywhere.
