@@ -163,3 +163,31 @@ chunked = [
 for i,c in enumerate(chunked):
     n = i % 5
     put('h1_chunked', 'seed-%02d' % i, bytes([n]) + bytes((j * 53 + i) % 256 for j in range(n)) + c)
+# --- multipart: the strict envelope against multer. Box clients' bodies and
+# the hostile spellings of tests/multipart.rs, as `content-type\n` + count
+# byte + 2-byte split points + body.
+def mpart(b, heads_contents, close='\r\n'):
+    s = ''.join(f'--{b}\r\n{h}\r\n\r\n{c}\r\n' for h, c in heads_contents)
+    return (s + f'--{b}--{close}').encode()
+AT = 'Content-Disposition: form-data; name="attributes"'
+FI = 'Content-Disposition: form-data; name="file"; filename="f.txt"'
+mbodies = [
+ ('XyZ', mpart('XyZ', [(AT, A), (FI, 'hello')])),
+ ('XyZ', mpart('XyZ', [(AT, A), (FI, 'hello')], close='')),
+ ('--------------------------012345678901234567890123', mpart('--------------------------012345678901234567890123', [(AT, A), ('Content-Disposition: form-data; name="content"; filename="unused"\r\nContent-Type: application/octet-stream', 'x')])),
+ ('0123456789abcdef', mpart('0123456789abcdef', [(AT + '\r\nContent-Type: application/json', A), (FI + '\r\nContent-Type: text/plain', 'a\r\n--0123\n-')])),
+ ('"a:b"', mpart('a:b', [(AT, A), (FI, 'x')])),
+ ('XyZ', mpart('XyZ', [(AT + '; filename="a"', A), (AT, E), (FI, 'x')])),
+ ('XyZ', mpart('XyZ', [(AT + '\r\nContent-Transfer-Encoding: base64', 'eyJ9'), (FI, 'x')])),
+ ('XyZ', mpart('XyZ', [('Content-Disposition: form-data; name="x"; name="attributes"', A), (FI, 'x')])),
+ ('XyZ', mpart('XyZ', [(AT, A), (FI, 'x')]).replace(b'\r\n', b'\n')),
+ ('XyZ', mpart('XyZ', [(AT, A), (FI, 'x'), (AT, E)])),
+ ('XyZ', mpart('XyZ', [('Content-Disposition: form-data;\r\n name="attributes"', A), (FI, 'x')])),
+ ('XyZ', b'pre\r\n' + mpart('XyZ', [(AT, A), (FI, 'x')])),
+ ('XyZ', mpart('XyZ', [(AT, A), (FI, 'x')]) + b'tail'),
+]
+for i,(b,body) in enumerate(mbodies):
+    ct = f'multipart/form-data; boundary={b}\n'.encode()
+    n = i % 3
+    splits = b''.join(struct.pack('<H', random.randint(0, len(body))) for _ in range(n))
+    put('multipart', 'seed-%d' % i, ct + bytes([n]) + splits + body)

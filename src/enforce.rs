@@ -23,7 +23,7 @@ use crate::body::{self, Body};
 use crate::error::Rejection;
 use crate::gateway::Gateway;
 use crate::grant::{Forward, Grant, Item};
-use crate::policy::{ItemKind, ObjectRule, Route};
+use crate::policy::{BodyKind, ItemKind, ObjectRule, Route};
 use crate::proxy::{Permit, rewriting};
 use crate::scope::{ScopeSet, ScopeTable};
 use crate::target::Target;
@@ -197,6 +197,7 @@ pub async fn decide(
         let body = check_object(gw, r, &grant, |i| m.param(i), &parts.headers, body).await?;
         let mut permit = Permit::new(r.name.clone(), target, grant.forward());
         permit.rewrite_upload_url = r.rewrite_upload_url;
+        permit.box_api = grant.box_api().cloned();
         Ok(Allowed {
             permit,
             body,
@@ -319,6 +320,65 @@ async fn read_json(gw: &Gateway, body: Incoming) -> Result<(Bytes, Value), Rejec
     Ok((bytes, json))
 }
 
+/// Reads an upload's envelope strictly ([`crate::upload`]); returns the
+/// attributes and the body to forward.
+async fn read_upload(
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<(Value, crate::upload::Prefixed<Incoming>), Rejection> {
+    // Two Content-Types could give the upstream another boundary, and so
+    // other parts, than the one checked here.
+    if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(Rejection::BadRequest(
+            "an upload must have one Content-Type",
+        ));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = crate::upload::boundary(ct).ok_or(Rejection::BadRequest(
+        "an upload must be multipart/form-data with one plain boundary",
+    ))?;
+    crate::upload::read_attributes(body, &boundary)
+        .await
+        .map_err(upload_rejection)
+}
+
+/// A request that says it has a body: a non-zero length or a transfer coding.
+fn declares_body(h: &HeaderMap) -> bool {
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes() != b"0")
+}
+
+fn field_rejection(r: crate::body_fields::FieldRefusal) -> Rejection {
+    use crate::body_fields::FieldRefusal::*;
+    match r {
+        NotAnObject => Rejection::BadRequest("the body must be a JSON object"),
+        Unlisted(_) => Rejection::Forbidden(
+            "the body sets a field this endpoint does not take from a downscoped token",
+        ),
+        NeedsScope(scope) => Rejection::InsufficientScope { needed: scope },
+    }
+}
+
+fn upload_rejection(e: crate::upload::UploadError) -> Rejection {
+    use crate::upload::UploadError::*;
+    match e {
+        TooLong => Rejection::TooLarge,
+        ExtraPart => {
+            Rejection::BadRequest("an upload must be its attributes part and one file part")
+        }
+        Envelope(why) => Rejection::BadRequest(why),
+        Truncated => Rejection::BadRequest("the upload body ended before its closing boundary"),
+        NotMultipart | AttributesNotFirst | BadAttributes => {
+            Rejection::BadRequest("the upload's first part must be its JSON attributes")
+        }
+    }
+}
+
 const NAMES_NO_ITEM: Rejection =
     Rejection::BadRequest("the body does not name the item this route acts on");
 
@@ -331,20 +391,52 @@ async fn check_object<'p>(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Body, Rejection> {
+    // A downscoped token's body is read under the route's body rules
+    // first, restricted or not: the JSON fields it may set, the upload
+    // envelope, or no body at all.
+    let mut json: Option<(Bytes, Value)> = None;
+    let mut body = Some(body);
+    if grant.is_minted() {
+        match route.body {
+            BodyKind::Json => {
+                let (bytes, value) = read_json(gw, body.take().ok_or(NAMES_NO_ITEM)?).await?;
+                if let Some(fields) = &route.fields {
+                    fields
+                        .check(grant.scopes(), &value)
+                        .map_err(field_rejection)?;
+                }
+                json = Some((bytes, value));
+            }
+            BodyKind::None if declares_body(headers) => {
+                return Err(Rejection::BadRequest("this endpoint takes no request body"));
+            }
+            BodyKind::None => {}
+            BodyKind::Upload if grant.restricted_to().is_none() => {
+                let b = body.take().ok_or(NAMES_NO_ITEM)?;
+                let (_, replay) = read_upload(headers, b).await?;
+                return Ok(body::boxed(replay));
+            }
+            BodyKind::Upload => {}
+        }
+    }
+    let pending = |json: Option<(Bytes, Value)>, body: Option<Incoming>| match (json, body) {
+        (Some((bytes, _)), _) => body::full(bytes),
+        (None, Some(b)) => body::boxed(b),
+        (None, None) => body::empty(),
+    };
     let Some(restriction) = grant.restricted_to() else {
-        return Ok(body::boxed(body));
+        return Ok(pending(json, body));
     };
     let outside = |why| Rejection::OutsideRestriction {
         needed: route.scope_names.clone(),
         why,
     };
     // The JSON body, when this route's rules need it (read once, forwarded as read).
-    let mut json: Option<(Bytes, Value)> = None;
     let mut forward_body: Option<Body> = None;
     let named = match &route.object {
         ObjectRule::None {
             restricted_ok: true,
-        } => return Ok(body::boxed(body)),
+        } => return Ok(pending(json, body)),
         ObjectRule::None {
             restricted_ok: false,
         } => {
@@ -353,10 +445,14 @@ async fn check_object<'p>(
             ));
         }
         ObjectRule::Path { kind, param: i } => {
-            if route.destination.is_some() {
-                json = Some(read_json(gw, body).await?);
-            } else {
-                forward_body = Some(body::boxed(body));
+            if let Some(b) = body.take() {
+                if route.destination.is_some() && json.is_none() {
+                    json = Some(read_json(gw, b).await?);
+                } else if route.body == BodyKind::Upload {
+                    forward_body = Some(body::boxed(read_upload(headers, b).await?.1));
+                } else {
+                    forward_body = Some(body::boxed(b));
+                }
             }
             Item {
                 kind: *kind,
@@ -364,7 +460,11 @@ async fn check_object<'p>(
             }
         }
         ObjectRule::Body { kind, field } => {
-            let (bytes, value) = read_json(gw, body).await?;
+            let (bytes, value) = match (json.take(), body.take()) {
+                (Some(j), _) => j,
+                (None, Some(b)) => read_json(gw, b).await?,
+                (None, None) => return Err(NAMES_NO_ITEM),
+            };
             let named = crate::json::field(&value, field)
                 .and_then(crate::json::id_of)
                 .map(|id| Item {
@@ -375,7 +475,11 @@ async fn check_object<'p>(
             named.ok_or(NAMES_NO_ITEM)?
         }
         ObjectRule::BodyItem { field } => {
-            let (bytes, value) = read_json(gw, body).await?;
+            let (bytes, value) = match (json.take(), body.take()) {
+                (Some(j), _) => j,
+                (None, Some(b)) => read_json(gw, b).await?,
+                (None, None) => return Err(NAMES_NO_ITEM),
+            };
             let named = crate::json::field(&value, field).and_then(|v| {
                 let kind = ItemKind::parse(v.get("type")?.as_str()?)?;
                 Some(Item {
@@ -387,31 +491,7 @@ async fn check_object<'p>(
             named.ok_or(NAMES_NO_ITEM)?
         }
         ObjectRule::Upload { kind, field } => {
-            // Two Content-Types could give the upstream another boundary,
-            // and so other parts, than the one checked here.
-            if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
-                return Err(Rejection::BadRequest(
-                    "an upload must have one Content-Type",
-                ));
-            }
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let boundary = crate::upload::boundary(ct).ok_or(Rejection::BadRequest(
-                "an upload must be multipart/form-data",
-            ))?;
-            let (attrs, replay) = crate::upload::read_attributes(body, &boundary)
-                .await
-                .map_err(|e| match e {
-                    crate::upload::UploadError::TooLong => Rejection::TooLarge,
-                    crate::upload::UploadError::ExtraPart => Rejection::BadRequest(
-                        "an upload must be its attributes part and one file part",
-                    ),
-                    _ => {
-                        Rejection::BadRequest("the upload's first part must be its JSON attributes")
-                    }
-                })?;
+            let (attrs, replay) = read_upload(headers, body.take().ok_or(NAMES_NO_ITEM)?).await?;
             forward_body = Some(body::boxed(replay));
             let id = crate::json::field(&attrs, field)
                 .and_then(crate::json::id_of)

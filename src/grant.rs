@@ -56,6 +56,9 @@ pub struct Grant {
     token_hash: Digest,
     family: Digest,
     forward: Forward,
+    /// `BoxApi: shared_link=...` for a token minted from a shared link: sent
+    /// upstream with every request of this token.
+    box_api: Option<HeaderValue>,
     /// The revocation state's generation when this grant was last found
     /// not revoked: lets a cached grant skip the revocation lookups.
     checked: Checked,
@@ -93,6 +96,10 @@ impl Grant {
     pub fn forward(&self) -> &Forward {
         &self.forward
     }
+    /// The `BoxApi` header value to send upstream, for a shared-link token.
+    pub fn box_api(&self) -> Option<&HeaderValue> {
+        self.box_api.as_ref()
+    }
     /// Where the last "not revoked" verdict for this grant was reached.
     pub fn checked(&self) -> &Checked {
         &self.checked
@@ -116,6 +123,11 @@ impl Grant {
             }),
         };
         let parent = crate::upstream::bearer_value(&c.p).map_err(|_| TokenError::Malformed)?;
+        let box_api =
+            c.l.as_deref()
+                .map(|l| HeaderValue::from_str(&format!("shared_link={l}")))
+                .transpose()
+                .map_err(|_| TokenError::Malformed)?;
         Ok(Grant {
             scopes: table.expand_lenient(c.s.iter().map(String::as_str)),
             restricted_to,
@@ -127,6 +139,7 @@ impl Grant {
             token_hash,
             family: c.fam,
             forward: Forward::Parent(parent),
+            box_api,
             checked: Checked::new(),
         })
     }
@@ -151,6 +164,7 @@ impl Grant {
             token_hash,
             family: token_hash,
             forward: Forward::AsIs,
+            box_api: None,
             checked: Checked::new(),
         }
     }
@@ -169,6 +183,7 @@ impl Grant {
             token_hash,
             family: token_hash,
             forward: Forward::AsIs,
+            box_api: None,
             checked: Checked::new(),
         }
     }

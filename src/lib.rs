@@ -10,7 +10,9 @@
 //!   canonicalised, the [`policy`] route matched, the bearer token resolved to
 //!   a [`grant`] (cached; external tokens via [`introspect`]), revocation
 //!   checked, then scopes ([`scope`]) and the route's object, reading only
-//!   what is needed of the body ([`json`], [`upload`]).
+//!   what is needed of the body ([`json`], [`upload`]); a downscoped
+//!   token's JSON body holds only the fields its route lists
+//!   ([`body_fields`]).
 //! - An allowed request becomes a [`proxy::Permit`], the only thing
 //!   [`proxy::forward`] accepts; it goes out through [`upstream`].
 //! - Refusals are [`error::Rejection`]s, turned into HTTP answers in one place.
@@ -27,6 +29,7 @@ pub mod admin;
 pub mod ancestry;
 pub mod app;
 pub mod body;
+pub mod body_fields;
 pub mod clock;
 pub mod config;
 pub mod cors;

@@ -69,9 +69,14 @@ fn main() -> ExitCode {
                 let _ = writeln!(out, "{}: ok", config.display());
                 for r in l.policy.routes() {
                     let object = format!("{:?}", r.object);
+                    let fields = r
+                        .fields
+                        .as_ref()
+                        .map(|f| format!("  fields: {}", f.describe()))
+                        .unwrap_or_default();
                     let _ = writeln!(
                         out,
-                        "{:<32} {:<7} {:<56} {:<36} {}",
+                        "{:<32} {:<7} {:<56} {:<36} {}{fields}",
                         r.name, r.method, r.template, object, r.scope_names
                     );
                 }

@@ -27,6 +27,7 @@ use crate::upstream::UpstreamError;
 
 pub mod revoke;
 pub use revoke::{OAuthState, revoke};
+mod shared_link;
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -131,6 +132,7 @@ pub async fn token(gw: &Gateway, raw: Bytes) -> Response<Body> {
 }
 
 async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
+    shared_link::check_parameters(form.0.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let parent_token = form.require("subject_token")?;
     if form.require("subject_token_type")? != ACCESS_TOKEN_TYPE {
         return Err(OAuthError::invalid_request(format!(
@@ -174,7 +176,16 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
         .exact(names.iter().copied())
         .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
 
-    let resource = form.get("resource").map(parse_resource).transpose()?;
+    if form.get("resource").is_some() && form.get("box_shared_link").is_some() {
+        return Err(OAuthError::invalid_request(
+            "`box_shared_link` cannot be combined with `resource`",
+        ));
+    }
+    let mut resource = form.get("resource").map(parse_resource).transpose()?;
+    let link = form
+        .get("box_shared_link")
+        .map(|l| shared_link::parse(l).map(|h| (l, h)))
+        .transpose()?;
     let parent = validate_parent(gw, parent_token, now).await?;
     if !parent.scopes.contains_all(requested) {
         let missing: Vec<&str> = names
@@ -191,9 +202,14 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
             missing.join(" ")
         )));
     }
-    let object = match &resource {
-        Some((kind, id)) => Some(lookup(gw, parent_token, *kind, id).await?),
-        None => None,
+    let object = match (&resource, &link) {
+        (Some((kind, id)), _) => Some(lookup(gw, parent_token, *kind, id).await?),
+        (None, Some((_, box_api))) => {
+            let (kind, id, object) = shared_link::resolve(gw, parent_token, box_api).await?;
+            resource = Some((kind, id));
+            Some(object)
+        }
+        (None, None) => None,
     };
 
     let expires_in = gw.config.max_expires_in.as_secs().min(parent.remaining);
@@ -207,6 +223,7 @@ async fn exchange(gw: &Gateway, form: &Form) -> Result<Value, OAuthError> {
             k: k.as_str().into(),
             id: id.clone(),
         }),
+        l: link.map(|(l, _)| l.to_string()),
         sub: parent.subject,
         lg: parent.login,
         iat: now,
@@ -294,6 +311,15 @@ pub fn fuzz_form(bytes: &[u8]) -> bool {
         for name in s.split(' ').filter(|s| !s.is_empty()) {
             assert!(!name.contains(' '));
         }
+    }
+    let _ = shared_link::check_parameters(form.0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Some(l) = form.get("box_shared_link")
+        && let Ok(h) = shared_link::parse(l)
+    {
+        // One BoxApi parameter, the link as given: nothing can ride along.
+        let v = h.to_str().expect("a plain link is ASCII");
+        assert_eq!(v.strip_prefix("shared_link="), Some(l));
+        assert!(!l.contains(['&', '=', ' ', '?', '#']));
     }
     for k in ["grant_type", "subject_token", "subject_token_type", "token"] {
         if let Ok(v) = form.require(k) {
@@ -418,6 +444,13 @@ async fn lookup(gw: &Gateway, parent: &str, kind: ItemKind, id: &str) -> Result<
             "the upstream answered with another item",
         ));
     }
+    Ok(restricted_object(kind, &json))
+}
+
+/// The `restricted_to[].object` of an exchange answer, from the upstream's
+/// item: type, id, name, etag, sequence_id and, for files, sha1 and
+/// file_version.
+fn restricted_object(kind: ItemKind, json: &Value) -> Value {
     let mut object = serde_json::Map::new();
     let keys: &[&str] = match kind {
         ItemKind::File => &[
@@ -436,7 +469,7 @@ async fn lookup(gw: &Gateway, parent: &str, kind: ItemKind, id: &str) -> Result<
             object.insert(k.to_string(), v.clone());
         }
     }
-    Ok(Value::Object(object))
+    Value::Object(object)
 }
 
 /// Other grant types go to the upstream token endpoint unchanged.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use http::Method;
 use serde::Deserialize;
 
+use crate::body_fields::BodyFields;
 use crate::config::Problems;
 use crate::scope::{ScopeSet, ScopeTable};
 
@@ -62,6 +63,17 @@ pub enum ObjectRule {
     Upload { kind: ItemKind, field: Vec<String> },
 }
 
+/// What a route's request body is, as the policy declares it (`body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body: a downscoped token's request that declares one is refused.
+    None,
+    /// A JSON object whose top-level fields the route lists (`fields`).
+    Json,
+    /// A Box multipart upload, read under the strict envelope rules.
+    Upload,
+}
+
 /// One compiled route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -80,6 +92,10 @@ pub struct Route {
     /// The answer's `upload_url` is rewritten to point at the gateway
     /// (Box's upload preflight names its own upload host otherwise).
     pub rewrite_upload_url: bool,
+    /// The request body (`body`; inferred from `object` and `destination`).
+    pub body: BodyKind,
+    /// For `body = "json"`: the scope each top-level field needs.
+    pub fields: Option<BodyFields>,
 }
 
 /// A matched route with its path parameters.
@@ -164,6 +180,8 @@ struct RawRoute {
     restricted: Option<String>,
     destination: Option<String>,
     response: Option<String>,
+    body: Option<String>,
+    fields: Option<BTreeMap<String, String>>,
 }
 
 impl Policy {
@@ -213,8 +231,18 @@ impl Policy {
                 );
                 continue;
             }
+            let fields = r.fields.clone();
             match policy.compile(r) {
-                Ok(route) => {
+                Ok(mut route) => {
+                    match compile_fields(&route, fields, &policy.scopes) {
+                        Ok(f) => route.fields = f,
+                        Err(errs) => {
+                            for (field, msg) in errs {
+                                problems.push(&format!("{key}.{field}"), msg);
+                            }
+                            continue;
+                        }
+                    }
                     if let Err(msg) = policy.insert(route) {
                         problems.push(&format!("{key}.path"), msg);
                     }
@@ -277,7 +305,42 @@ impl Policy {
                 }
             }
         };
+        let body = match r.body.as_deref() {
+            None if matches!(object, ObjectRule::Upload { .. }) => BodyKind::Upload,
+            None if destination.is_some()
+                || matches!(
+                    object,
+                    ObjectRule::Body { .. } | ObjectRule::BodyItem { .. }
+                ) =>
+            {
+                BodyKind::Json
+            }
+            None | Some("none") => BodyKind::None,
+            Some("json") => BodyKind::Json,
+            Some("upload") => BodyKind::Upload,
+            Some(o) => {
+                return Err((
+                    "body",
+                    format!("`{o}` must be \"none\", \"json\" or \"upload\""),
+                ));
+            }
+        };
+        let reads_json = destination.is_some()
+            || matches!(
+                object,
+                ObjectRule::Body { .. } | ObjectRule::BodyItem { .. }
+            );
+        if (reads_json && body != BodyKind::Json)
+            || (matches!(object, ObjectRule::Upload { .. }) && body != BodyKind::Upload)
+        {
+            return Err((
+                "body",
+                "does not match what `object` or `destination` reads from the body".into(),
+            ));
+        }
         Ok(Route {
+            body,
+            fields: None,
             name: r.name.into(),
             method,
             template: r.path,
@@ -346,6 +409,31 @@ impl Policy {
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+}
+
+/// The `fields` table of a route: required on a JSON-body route (the
+/// world is closed), refused on any other.
+fn compile_fields(
+    route: &Route,
+    raw: Option<BTreeMap<String, String>>,
+    table: &ScopeTable,
+) -> Result<Option<BodyFields>, Vec<(String, String)>> {
+    match (route.body, raw) {
+        (BodyKind::Json, Some(raw)) => BodyFields::compile(&raw, table).map(Some).map_err(|e| {
+            e.into_iter()
+                .map(|(f, m)| (format!("fields.{f}"), m))
+                .collect()
+        }),
+        (BodyKind::Json, None) => Err(vec![(
+            "fields".into(),
+            "a route with a JSON body must list its body fields".into(),
+        )]),
+        (_, Some(_)) => Err(vec![(
+            "fields".into(),
+            "only a route with a JSON body (body = \"json\") takes `fields`".into(),
+        )]),
+        (_, None) => Ok(None),
     }
 }
 
@@ -545,6 +633,82 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("route[2].restricted"), "{err}");
+    }
+
+    #[test]
+    fn body_fields_are_checked_at_start_up() {
+        let text = r#"
+            [[route]]
+            name = "a"
+            method = "PUT"
+            path = "/a/{id}"
+            scopes = ["item_rename"]
+            object = "file:path.id"
+            body = "json"
+            fields = { name = "item_rename", lock = "item_lock" }
+            [[route]]
+            name = "b"
+            method = "GET"
+            path = "/b/{id}"
+            scopes = ["item_read"]
+            object = "file:path.id"
+            fields = { name = "route" }
+            [[route]]
+            name = "c"
+            method = "POST"
+            path = "/c"
+            scopes = ["item_upload"]
+            object = "folder:body.parent.id"
+            [[route]]
+            name = "d"
+            method = "POST"
+            path = "/d"
+            scopes = ["item_upload"]
+            object = "folder:body.parent.id"
+            body = "upload"
+            [[route]]
+            name = "e"
+            method = "POST"
+            path = "/e/{id}"
+            scopes = ["item_upload"]
+            object = "file:path.id"
+            body = "xml"
+        "#;
+        let err = policy(text).unwrap_err().to_string();
+        assert!(
+            err.contains("p.toml: route[0].fields.lock: `item_lock`"),
+            "{err}"
+        );
+        assert!(!err.contains("route[0].fields.name"), "{err}");
+        assert!(
+            err.contains("route[1].fields: only a route with a JSON body"),
+            "{err}"
+        );
+        assert!(
+            err.contains("route[2].fields: a route with a JSON body must list"),
+            "{err}"
+        );
+        assert!(err.contains("route[3].body"), "{err}");
+        assert!(err.contains("route[4].body"), "{err}");
+        let ok = policy(
+            r#"
+            [[route]]
+            name = "a"
+            method = "PUT"
+            path = "/a/{id}"
+            scopes = ["item_rename"]
+            object = "file:path.id"
+            body = "json"
+            fields = { name = "item_rename", "*" = "route" }
+        "#,
+        )
+        .unwrap();
+        let r = &ok.routes()[0];
+        assert_eq!(r.body, BodyKind::Json);
+        assert_eq!(
+            r.fields.as_ref().unwrap().describe(),
+            "name=item_rename *=route"
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Permit {
     pub(crate) authorization: Option<HeaderValue>,
     /// Point the answer's `upload_url` at the gateway (upload preflight).
     pub(crate) rewrite_upload_url: bool,
+    /// `BoxApi: shared_link=...` for a token minted from a shared link.
+    pub(crate) box_api: Option<HeaderValue>,
 }
 
 impl Permit {
@@ -37,6 +39,7 @@ impl Permit {
             route,
             target,
             rewrite_upload_url: false,
+            box_api: None,
             authorization: match forward {
                 Forward::Parent(v) => Some(v.clone()),
                 Forward::AsIs => None,
@@ -73,6 +76,8 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Box's header for acting through a shared link (`shared_link=<url>`).
+pub const BOX_API: HeaderName = HeaderName::from_static("boxapi");
 
 /// Client headers that would let it speak for the gateway: removed, or
 /// replaced by the gateway's own (see [`forward`]).
@@ -205,6 +210,11 @@ pub async fn forward(
     }
     if let Some(auth) = permit.authorization {
         h.insert(header::AUTHORIZATION, auth);
+    }
+    // A shared-link token acts through its link; the client's own `BoxApi`
+    // was refused for it (enforce), so this is the only one.
+    if let Some(v) = permit.box_api {
+        h.insert(BOX_API, v);
     }
     h.insert(X_FORWARDED_FOR, side.forwarded_for.clone());
     h.insert(

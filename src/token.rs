@@ -36,6 +36,10 @@ pub struct Claims {
     /// The one item the token is restricted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r: Option<Restriction>,
+    /// The Box shared link the token was minted from (`box_shared_link`):
+    /// sent upstream as `BoxApi: shared_link=<l>` with every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l: Option<String>,
     /// Subject (user id), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
@@ -320,6 +324,7 @@ mod tests {
                 k: "file".into(),
                 id: "123".into(),
             }),
+            l: None,
             sub: Some("1001".into()),
             lg: None,
             iat: 100,

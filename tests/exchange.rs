@@ -366,3 +366,202 @@ async fn parents_too_long_to_downscope_are_refused() {
     h.stop().await;
     let _ = stop.send(());
 }
+
+/// The exchange form with these extra pairs.
+fn form_with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut pairs = vec![
+        ("grant_type", EXCHANGE),
+        ("subject_token", PARENT),
+        ("subject_token_type", ACCESS),
+        ("scope", "item_read"),
+    ];
+    pairs.extend_from_slice(extra);
+    pairs
+}
+
+#[tokio::test]
+async fn parameters_the_gateway_does_not_implement_are_refused_not_ignored() {
+    let h = Harness::start().await;
+    for extra in [
+        [("actor_token", "annotator-token")],
+        [("actor_token_type", ACCESS)],
+        [("audience", "https://api.box.com")],
+        [(
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:refresh_token",
+        )],
+        [("box_subject_type", "user")],
+        [("resource_url", "https://api.box.com/2.0/files/1001")],
+        [("scopes", "item_read")],
+    ] {
+        let r = h.post_form("/oauth2/token", &form_with(&extra)).await;
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            r.json()["error_description"]
+                .as_str()
+                .unwrap()
+                .contains(extra[0].0),
+            "{extra:?}: the parameter is named"
+        );
+    }
+    // What the Box SDKs send passes: client credentials (RFC 6749 2.3.1)
+    // and an access-token `requested_token_type` name no capability.
+    for extra in [
+        vec![],
+        vec![("requested_token_type", ACCESS)],
+        vec![("client_id", "app"), ("client_secret", "shh")],
+    ] {
+        let r = h.post_form("/oauth2/token", &form_with(&extra)).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    h.stop().await;
+}
+
+const LINK: &str = "https://app.box.com/s/planlink";
+
+#[tokio::test]
+async fn a_shared_link_token_reaches_only_its_item_and_carries_the_link() {
+    let h = Harness::start().await;
+    h.api.add_shared_link(LINK, "file", "1001", false);
+    let r = h
+        .post_form("/oauth2/token", &form_with(&[("box_shared_link", LINK)]))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let j = r.json();
+    assert_eq!(j["restricted_to"][0]["object"]["type"], "file");
+    assert_eq!(j["restricted_to"][0]["object"]["id"], "1001");
+    assert_eq!(j["restricted_to"][0]["object"]["name"], "plan.txt");
+    let token = j["access_token"].as_str().unwrap().to_string();
+    // The gateway resolved the link with the parent and Box's header.
+    let resolve = h
+        .api
+        .recorded()
+        .into_iter()
+        .find(|r| r.path_and_query == "/2.0/shared_items")
+        .expect("the link was resolved upstream");
+    assert_eq!(
+        resolve.headers["boxapi"],
+        format!("shared_link={LINK}").as_str()
+    );
+    assert_eq!(
+        resolve.headers["authorization"],
+        format!("Bearer {PARENT}").as_str()
+    );
+    // Its item, with the link sent on.
+    h.api.clear_recorded();
+    assert_eq!(h.get("/2.0/files/1001", &token).await.status, 200);
+    let seen = h.api.recorded();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].headers["boxapi"],
+        format!("shared_link={LINK}").as_str()
+    );
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {PARENT}").as_str()
+    );
+    // Nothing else, though the parent reads everything.
+    h.api.clear_recorded();
+    for other in [
+        "/2.0/files/2001",
+        "/2.0/folders/100",
+        "/2.0/folders/0/items",
+    ] {
+        assert_eq!(h.get(other, &token).await.status, 403, "{other}");
+    }
+    assert!(h.api.recorded().is_empty());
+    // The holder cannot send a link (or another) of its own.
+    let r = h
+        .call(
+            http::Method::GET,
+            "/2.0/files/1001",
+            Some(&token),
+            &[("boxapi", "shared_link=https://app.box.com/s/other")],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // A token minted without a link sends no BoxApi.
+    let plain = h.mint("item_read", Some("/2.0/files/1001")).await;
+    h.api.clear_recorded();
+    assert_eq!(h.get("/2.0/files/1001", &plain).await.status, 200);
+    assert!(!h.api.recorded()[0].headers.contains_key("boxapi"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn shared_links_that_cannot_be_honoured_are_refused_with_boxs_codes() {
+    let h = Harness::start().await;
+    h.api.add_shared_link(LINK, "file", "1001", false);
+    h.api
+        .add_shared_link("https://app.box.com/s/locked", "file", "2001", true);
+    h.api
+        .add_shared_link("https://app.box.com/s/bookmark", "web_link", "77", false);
+    h.api
+        .add_shared_link("https://app.box.com/s/reports", "folder", "110", false);
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![
+                ("box_shared_link", LINK),
+                ("resource", "https://api.box.com/2.0/files/1001"),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![("box_shared_link", "https://app.box.com/s/locked")],
+            "invalid_resource",
+        ),
+        (
+            vec![("box_shared_link", "https://app.box.com/s/bookmark")],
+            "invalid_resource",
+        ),
+        (
+            vec![("box_shared_link", "https://app.box.com/s/unknown")],
+            "invalid_resource",
+        ),
+        (
+            vec![(
+                "box_shared_link",
+                "https://app.box.com/s/x&shared_link_password=p",
+            )],
+            "invalid_resource",
+        ),
+        (vec![("box_shared_link", "not a link")], "invalid_resource"),
+        (
+            vec![("box_shared_link", LINK), ("shared_link_password", "p")],
+            "invalid_request",
+        ),
+    ];
+    for (extra, code) in cases {
+        let r = h.post_form("/oauth2/token", &form_with(&extra)).await;
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (400, Some(code)),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // A folder link restricts to the folder and what is below it.
+    let r = h
+        .post_form(
+            "/oauth2/token",
+            &form_with(&[("box_shared_link", "https://app.box.com/s/reports")]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(h.get("/2.0/folders/110/items", &token).await.status, 200);
+    assert_eq!(h.get("/2.0/files/1003", &token).await.status, 200);
+    assert_eq!(h.get("/2.0/files/1001", &token).await.status, 403);
+    h.stop().await;
+}

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use http::Method;
-use scopegate::policy::{ItemKind, ObjectRule, Policy, Route};
+use scopegate::policy::{BodyKind, ItemKind, ObjectRule, Policy, Route};
 use scopegate::scope::{BUILTIN_SCOPES, ScopeSet};
 use serde_json::{Value, json};
 use support::*;
@@ -145,6 +145,13 @@ fn build(route: &Route, named: Option<(ItemKind, &str)>) -> Req {
     let path = fill_path(route, id);
     let with_body = *m == Method::POST || *m == Method::PUT;
     match &route.object {
+        // A version upload: Box's multipart shape, the file in the path.
+        ObjectRule::Path { .. } if route.body == BodyKind::Upload => Req {
+            method: m.clone(),
+            path,
+            content_type: Some(format!("multipart/form-data; boundary={BOUNDARY}")),
+            body: multipart(&json!({"name": "x.txt"})),
+        },
         ObjectRule::None { .. } | ObjectRule::Path { .. } if with_body => {
             json_req(m, path, &json!({}))
         }
@@ -155,7 +162,7 @@ fn build(route: &Route, named: Option<(ItemKind, &str)>) -> Req {
             body: Bytes::new(),
         },
         ObjectRule::Body { field, .. } => {
-            let mut v = json!({"name": "x"});
+            let mut v = json!({});
             set_field(
                 &mut v,
                 field,

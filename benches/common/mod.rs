@@ -59,6 +59,7 @@ pub fn claims(i: u64, now: u64) -> Claims {
             k: "file".into(),
             id: format!("{}", 100_000 + i),
         }),
+        l: None,
         sub: Some("11446498".into()),
         lg: None,
         iat: now,

@@ -20,9 +20,9 @@
 //! Every token sees the whole tree: access control is the gateway's job, and
 //! a permissive upstream makes any leak through the gateway visible.
 //! Layout: `routes` maps requests to handlers, `tree` holds the items and
-//! their JSON shapes, `multipart` parses uploads without buffering them.
+//! their JSON shapes; uploads are read with `multer`, a standard streaming
+//! multipart parser independent of the gateway's own envelope reader.
 
-mod multipart;
 mod routes;
 mod tree;
 
@@ -92,6 +92,17 @@ struct State {
     introspection_calls: AtomicUsize,
     /// Lets tests check the gateway's ancestry cache.
     item_info_calls: AtomicUsize,
+    /// Shared link URL -> what `GET /2.0/shared_items` answers for it.
+    shared_links: Mutex<HashMap<String, SharedLink>>,
+}
+
+/// A shared link registered with [`SampleApi::add_shared_link`].
+#[derive(Clone)]
+struct SharedLink {
+    /// "file", "folder" or another Box type ("web_link").
+    kind: String,
+    id: String,
+    password: bool,
 }
 
 impl SampleApi {
@@ -108,6 +119,7 @@ impl SampleApi {
                 next_seq: AtomicU64::new(0),
                 introspection_calls: AtomicUsize::new(0),
                 item_info_calls: AtomicUsize::new(0),
+                shared_links: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -174,6 +186,18 @@ impl SampleApi {
             .iter()
             .map(|(_, r)| r.clone())
             .collect()
+    }
+
+    /// Registers a shared link: `GET /2.0/shared_items` with `BoxApi:
+    /// shared_link=<url>` then answers with the item of this `kind` ("file",
+    /// "folder" or e.g. "web_link") and id, password-protected or not.
+    pub fn add_shared_link(&self, url: &str, kind: &str, id: &str, password: bool) {
+        let link = SharedLink {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            password,
+        };
+        lock(&self.state.shared_links).insert(url.to_owned(), link);
     }
 
     pub fn clear_recorded(&self) {
@@ -334,12 +358,6 @@ impl ApiError {
             "message": self.message,
         });
         json_response(self.status, &body)
-    }
-}
-
-impl From<multipart::MultipartError> for ApiError {
-    fn from(e: multipart::MultipartError) -> ApiError {
-        ApiError::bad_request("bad_request", e.0)
     }
 }
 

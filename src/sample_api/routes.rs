@@ -8,7 +8,6 @@ use http::{Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use super::multipart::{self, Event};
 use super::tree::{Content, Kind, STORED_BYTES, hex};
 use super::{ApiError, CountedBody, State, json_response, lock};
 
@@ -43,6 +42,7 @@ pub(super) async fn route(st: &State, parts: &Parts, body: &mut CountedBody) -> 
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match (method, segs.as_slice()) {
         ("GET", ["2.0", "users", "me"]) => ok(user_json(&user)),
+        ("GET", ["2.0", "shared_items"]) => shared_item(st, parts),
         ("GET", ["2.0", "files", id]) => ok(lock(&st.tree).file_json(id)?),
         ("GET", ["2.0", "files", id, "content"]) => download(st, id),
         ("PUT", ["2.0", "files", id]) => {
@@ -237,68 +237,55 @@ impl FileSink {
     }
 }
 
-enum Field {
-    Attributes,
-    File,
-    Other,
-}
-
-/// Upload of a new file (`target` None) or a new version. Box requires the
-/// `attributes` part before the `file` part, which is what lets the file be
-/// streamed rather than held until its destination is known.
+/// Upload of a new file (`target` None) or a new version, read with
+/// `multer` (the parser axum uses), not with the gateway's envelope reader:
+/// the tests then see what a standard parser upstream makes of what the
+/// gateway let through. Like Box: the part named `attributes` holds the
+/// JSON, a part with a filename (whatever its name) is the file, and the
+/// attributes must come before it, which is what lets the file be streamed
+/// rather than held until its destination is known. As a permissive
+/// upstream would, the latest `attributes` before the last file part wins.
 async fn upload(st: &State, parts: &Parts, body: &mut CountedBody, target: Option<&str>) -> Answer {
     let boundary = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(multipart::boundary)
+        .and_then(|ct| multer::parse_boundary(ct).ok())
         .ok_or_else(|| {
             ApiError::bad_request("bad_request", "Expected a multipart/form-data body")
         })?;
-    let mut parser = multipart::Parser::new(&boundary);
+    let stream = futures_util::stream::unfold(body, |b| async move {
+        match b.chunk().await {
+            Ok(Some(c)) => Some((Ok::<Bytes, std::io::Error>(c), b)),
+            Ok(None) => None,
+            Err(_) => Some((Err(std::io::Error::other("body broke")), b)),
+        }
+    });
+    let mut form = multer::Multipart::new(stream, boundary);
     let mut attributes: Option<Vec<u8>> = None;
     let mut file: Option<FileSink> = None;
     let mut destination = None;
-    let mut field = Field::Other;
-    while !parser.is_done() {
-        let Some(chunk) = body.chunk().await? else {
-            break;
-        };
-        parser.push(&chunk);
-        while let Some(event) = parser.next_event()? {
-            match event {
-                Event::Part { name } if name == "attributes" => {
-                    attributes = Some(Vec::new());
-                    field = Field::Attributes;
+    while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
+        if field.name() == Some("attributes") {
+            let mut attrs = Vec::new();
+            while let Some(data) = field.chunk().await.map_err(multipart_error)? {
+                if attrs.len() + data.len() > JSON_LIMIT {
+                    return Err(ApiError::bad_request(
+                        "bad_request",
+                        "attributes part too large",
+                    ));
                 }
-                Event::Part { name } if name == "file" => {
-                    destination = Some(check_destination(st, target, attributes.as_deref())?);
-                    file = Some(FileSink::new());
-                    field = Field::File;
-                }
-                Event::Part { .. } => field = Field::Other,
-                Event::Data(data) => match (&field, &mut attributes, &mut file) {
-                    (Field::Attributes, Some(attrs), _) => {
-                        if attrs.len() + data.len() > JSON_LIMIT {
-                            return Err(ApiError::bad_request(
-                                "bad_request",
-                                "attributes part too large",
-                            ));
-                        }
-                        attrs.extend_from_slice(&data);
-                    }
-                    (Field::File, _, Some(sink)) => sink.write(&data),
-                    _ => {}
-                },
-                Event::Done => {}
+                attrs.extend_from_slice(&data);
             }
+            attributes = Some(attrs);
+        } else if field.file_name().is_some() {
+            destination = Some(check_destination(st, target, attributes.as_deref())?);
+            let mut sink = FileSink::new();
+            while let Some(data) = field.chunk().await.map_err(multipart_error)? {
+                sink.write(&data);
+            }
+            file = Some(sink);
         }
-    }
-    if !parser.is_done() {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            "Multipart body ended early",
-        ));
     }
     let (Some(file), Some((name, parent))) = (file, destination) else {
         return Err(ApiError::bad_request("bad_request", "No file part"));
@@ -324,6 +311,36 @@ async fn upload(st: &State, parts: &Parts, body: &mut CountedBody, target: Optio
         status,
         &json!({"total_count": 1, "entries": [entry]}),
     ))
+}
+
+/// `GET /2.0/shared_items`: the item behind the `BoxApi: shared_link=<url>`
+/// header, with its `shared_link` (Box answers 404 for a link it does not know).
+fn shared_item(st: &State, parts: &Parts) -> Answer {
+    let url = parts
+        .headers
+        .get("boxapi")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("shared_link="))
+        .ok_or_else(|| ApiError::bad_request("bad_request", "BoxApi: shared_link= is required"))?;
+    let link = lock(&st.shared_links).get(url).cloned().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "Shared link not found")
+    })?;
+    let mut item = match link.kind.as_str() {
+        "file" => lock(&st.tree).file_json(&link.id)?,
+        "folder" => lock(&st.tree).folder_json(&link.id)?,
+        other => json!({"type": other, "id": link.id}),
+    };
+    item["shared_link"] = json!({
+        "url": url,
+        "access": "open",
+        "is_password_enabled": link.password,
+    });
+    Ok(json_response(StatusCode::OK, &item))
+}
+
+fn multipart_error(e: multer::Error) -> ApiError {
+    tracing::debug!(error = %e, "sample API: unreadable multipart body");
+    ApiError::bad_request("bad_request", "Malformed multipart body")
 }
 
 /// Name and parent for an upload, checked as soon as the file part starts so

@@ -279,6 +279,24 @@ impl Client {
         self.json_answer(req).await
     }
 
+    /// [`Client::get_json`] with one more request header (Box's `BoxApi`
+    /// when the exchange resolves a shared link).
+    pub async fn get_json_with(
+        &self,
+        base: &Uri,
+        path: &str,
+        bearer: &str,
+        extra: (http::HeaderName, HeaderValue),
+    ) -> Result<(u16, serde_json::Value), UpstreamError> {
+        let req = Request::get(join(base, path)?)
+            .header(header::AUTHORIZATION, bearer_value(bearer)?)
+            .header(header::ACCEPT, "application/json")
+            .header(extra.0, extra.1)
+            .body(body::empty())
+            .map_err(|_| UpstreamError::Malformed)?;
+        self.json_answer(req).await
+    }
+
     /// `POST` a form to a full URL; returns the status and the JSON body.
     pub async fn post_form(
         &self,
