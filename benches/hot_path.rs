@@ -120,6 +120,18 @@ fn decision(c: &mut Criterion) {
         let path = "/2.0/files/100042/content";
         b.iter(|| Target::parse_parts(black_box(path), None).unwrap())
     });
+    // A query as Box UI Elements send it: plain ASCII, already canonical.
+    g.bench_function("parts/target_parse_query", |b| {
+        let path = "/2.0/folders/100/items";
+        let q = "fields=id,name,size,modified_at,permissions,item_collection&limit=100&offset=0";
+        b.iter(|| Target::parse_parts(black_box(path), Some(black_box(q))).unwrap())
+    });
+    // A query that is read and re-encoded (`+`, escapes).
+    g.bench_function("parts/target_parse_query_rewrite", |b| {
+        let path = "/2.0/search";
+        let q = "query=annual+report%202026&ancestor_folder_ids=100&fields=id%2Cname&limit=20";
+        b.iter(|| Target::parse_parts(black_box(path), Some(black_box(q))).unwrap())
+    });
     g.bench_function("parts/grant_cache_hit", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {

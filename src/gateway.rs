@@ -227,7 +227,7 @@ impl Gateway {
             HeaderValue::from_bytes(id.as_bytes()).expect("hex is a valid header value");
         let origin = self.cors.allowed(req.headers()).cloned();
         let mut resp = if let Some(pre) = self.cors.preflight(req.method(), req.headers()) {
-            pre
+            pre.unwrap_or_else(|rej| rej.into_response(REALM, rid))
         } else {
             match req.uri().path() {
                 "/oauth2/token" | "/oauth2/revoke" => self.oauth(req).await,

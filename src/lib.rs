@@ -7,7 +7,8 @@
 //! - `/oauth2/token` and `/oauth2/revoke` go to [`oauth`]: token exchange
 //!   mints a sealed token ([`token`]); revocation goes to [`revocation`].
 //! - Every other request runs the phases of [`enforce`]: the [`target`] is
-//!   canonicalised, the [`policy`] route matched, the bearer token resolved to
+//!   canonicalised (its query read into pairs by [`query`]), the [`policy`]
+//!   route matched, the bearer token resolved to
 //!   a [`grant`] (cached; external tokens via [`introspect`]), revocation
 //!   checked, then scopes ([`scope`]) and the route's object, reading only
 //!   what is needed of the body ([`json`], [`upload`]).
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod proxy;
+pub mod query;
 pub mod reload;
 pub mod revocation;
 pub mod sample_api;

@@ -60,6 +60,10 @@ pub enum ObjectRule {
     BodyItem { field: Vec<String> },
     /// A dotted field of the `attributes` part of a multipart upload.
     Upload { kind: ItemKind, field: Vec<String> },
+    /// A query parameter (one of [`crate::query::RESERVED`]) holding a
+    /// comma-separated list of ids of this kind; every one must be inside
+    /// the restriction (search bounded by `ancestor_folder_ids`).
+    Query { kind: ItemKind, param: String },
 }
 
 /// One compiled route.
@@ -80,6 +84,9 @@ pub struct Route {
     /// The answer's `upload_url` is rewritten to point at the gateway
     /// (Box's upload preflight names its own upload host otherwise).
     pub rewrite_upload_url: bool,
+    /// `access_token` in the query is accepted as the bearer token (GET
+    /// routes a browser loads by URL: `<img>`, download links).
+    pub query_token: bool,
 }
 
 /// A matched route with its path parameters.
@@ -164,6 +171,7 @@ struct RawRoute {
     restricted: Option<String>,
     destination: Option<String>,
     response: Option<String>,
+    query_token: Option<bool>,
 }
 
 impl Policy {
@@ -277,6 +285,15 @@ impl Policy {
                 }
             }
         };
+        let query_token = match r.query_token {
+            Some(true) if method != Method::GET => {
+                return Err((
+                    "query_token",
+                    "only GET routes may take a token in the query".into(),
+                ));
+            }
+            q => q.unwrap_or(false),
+        };
         Ok(Route {
             name: r.name.into(),
             method,
@@ -290,6 +307,7 @@ impl Policy {
                 Some("upload_url") => true,
                 Some(o) => return Err(("response", format!("`{o}` must be \"upload_url\""))),
             },
+            query_token,
         })
     }
 
@@ -413,7 +431,7 @@ fn parse_object(
         (
             "object",
             format!(
-                "`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F or folder:upload.F"
+                "`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F, folder:upload.F or KIND:query.P"
             ),
         )
     };
@@ -441,6 +459,25 @@ fn parse_object(
             kind: ItemKind::parse(k).ok_or_else(bad)?,
             field,
         }),
+        (k, "query") => {
+            let kind = ItemKind::parse(k).ok_or_else(bad)?;
+            // The gateway reads only parameters whose spellings and repeats
+            // the query reader refuses; any other could mean something else
+            // to the upstream.
+            if !crate::query::RESERVED.contains(&rest) {
+                return Err((
+                    "object",
+                    format!(
+                        "`{rest}` is not a query parameter the gateway reads ({})",
+                        crate::query::RESERVED.join(", ")
+                    ),
+                ));
+            }
+            Ok(ObjectRule::Query {
+                kind,
+                param: rest.to_owned(),
+            })
+        }
         _ => Err(bad()),
     }
 }
@@ -545,6 +582,42 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("route[2].restricted"), "{err}");
+    }
+
+    #[test]
+    fn query_objects_and_query_tokens_are_checked() {
+        let route = |extra: &str| {
+            format!(
+                "[[route]]\nname = \"s\"\nmethod = \"GET\"\npath = \"/2.0/search\"\nscopes = [\"item_read\"]\n{extra}"
+            )
+        };
+        let p = policy(&route(
+            "object = \"folder:query.ancestor_folder_ids\"\nquery_token = true",
+        ))
+        .unwrap();
+        let m = p.find(&Method::GET, "/2.0/search").unwrap();
+        assert_eq!(
+            m.route.object,
+            ObjectRule::Query {
+                kind: ItemKind::Folder,
+                param: "ancestor_folder_ids".into()
+            }
+        );
+        assert!(m.route.query_token);
+        let err = policy(&route("object = \"folder:query.parent_id\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("route[0].object: `parent_id` is not a query parameter"),
+            "{err}"
+        );
+        let err = policy(&route("object = \"none\"\nquery_token = true").replace("GET", "PUT"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("route[0].query_token: only GET routes"),
+            "{err}"
+        );
     }
 
     #[test]
