@@ -33,6 +33,7 @@ pub mod demo;
 pub mod digest;
 pub mod enforce;
 pub mod error;
+pub mod framing;
 pub mod gateway;
 pub mod grant;
 pub mod introspect;
