@@ -202,21 +202,18 @@ async fn queries_are_read_one_way_and_forwarded_as_read() {
         h.api.clear_recorded();
         let (status, text) = raw_get(h.addr, &target, &t, "").await;
         let seen = h.upstream_paths();
+        let challenged = text
+            .to_ascii_lowercase()
+            .contains("\r\nwww-authenticate: bearer");
         let ok = match &want {
             Want::Forwarded(path) => status == 200 && seen == [path.to_string()],
-            Want::Refused(code) => status == *code && seen.is_empty(),
+            Want::Refused(code) => status == *code && seen.is_empty() && challenged,
         };
         if !ok {
             let head = text.lines().take(8).collect::<Vec<_>>().join(" | ");
             failures.push(format!(
                 "{name} ({target}): status {status}, upstream saw {seen:?}: {head}"
             ));
-        }
-        if let Want::Refused(_) = want {
-            assert!(
-                text.contains("WWW-Authenticate") || text.contains("www-authenticate"),
-                "{name}: {text}"
-            );
         }
     }
     assert!(
