@@ -89,6 +89,14 @@ impl Heads {
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).lost = true;
     }
 
+    /// The smuggling flags of the heads not yet taken, and whether the
+    /// reader still follows the connection (tests and fuzzing).
+    #[doc(hidden)]
+    pub fn snapshot(&self) -> (Vec<bool>, bool) {
+        let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        (q.heads.iter().map(|h| h.te_and_cl).collect(), !q.lost)
+    }
+
     /// The verdict on the next request, which hyper parsed as this method,
     /// target and number of header values.
     pub fn take(&self, method: &http::Method, uri: &http::Uri, headers: usize) -> Framing {
@@ -259,6 +267,11 @@ impl Reader {
                 return data.len();
             }
         };
+        if parsed.is_some_and(|len| len > self.max_head) {
+            // hyper refuses a head larger than its buffer (431).
+            self.lose();
+            return data.len();
+        }
         let Some(len) = parsed else {
             if fresh {
                 if data.len() > self.max_head {
@@ -509,6 +522,8 @@ mod tests {
         }
         let big = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(70 * 1024));
         assert!(!run(big.as_bytes(), 1000).1);
+        // Whole or in pieces, a head longer than hyper's buffer stops it.
+        assert!(!run(big.as_bytes(), big.len()).1);
     }
 
     #[test]
