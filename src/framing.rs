@@ -237,13 +237,14 @@ impl Reader {
         let fresh = self.partial.is_empty();
         // A head ends at a line feed: a piece without one cannot end it,
         // so a head dribbled in small pieces is parsed once per line.
+        // The piece may hold body bytes after the head, so the limit is
+        // checked on what is still head (a partial parse), not on the piece.
         if !fresh {
-            if self.partial.len() + data.len() > self.max_head {
-                self.lose();
-                return data.len();
-            }
             self.partial.extend_from_slice(data);
             if !data.contains(&b'\n') {
+                if self.partial.len() > self.max_head {
+                    self.lose();
+                }
                 return data.len();
             }
         }
@@ -274,11 +275,10 @@ impl Reader {
         }
         let Some(len) = parsed else {
             if fresh {
-                if data.len() > self.max_head {
-                    self.lose();
-                } else {
-                    self.partial.extend_from_slice(data);
-                }
+                self.partial.extend_from_slice(data);
+            }
+            if self.partial.len() > self.max_head {
+                self.lose();
             }
             return data.len();
         };
@@ -524,6 +524,17 @@ mod tests {
         assert!(!run(big.as_bytes(), 1000).1);
         // Whole or in pieces, a head longer than hyper's buffer stops it.
         assert!(!run(big.as_bytes(), big.len()).1);
+        // A head that came in pieces, then a body larger than a head may be
+        // in one piece: followed.
+        let mut s = b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        s.extend_from_slice(
+            format!("{:x}\r\n{}\r\n0\r\n\r\n", 100_000, "x".repeat(100_000)).as_bytes(),
+        );
+        let heads = Arc::new(Heads::default());
+        let mut r = Reader::new(8192, 100, heads.clone());
+        r.feed(&s[..10]);
+        r.feed(&s[10..]);
+        assert_eq!(heads.snapshot(), (vec![false], true));
     }
 
     #[test]
