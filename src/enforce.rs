@@ -70,7 +70,7 @@ fn check_headers(h: &HeaderMap) -> Result<(), Rejection> {
     // a back end that pick differently are how requests are smuggled.
     // HTTP/2 cannot carry Transfer-Encoding at all (h2 refuses the stream);
     // over HTTP/1.1 hyper drops the Content-Length before the gateway sees
-    // the request, so `server::framing` reports it from the raw head.
+    // the request, so `crate::framing` reports it from the head as sent.
     if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
         return Err(TE_AND_CL);
     }
