@@ -120,6 +120,33 @@ fn decision(c: &mut Criterion) {
         let path = "/2.0/files/100042/content";
         b.iter(|| Target::parse_parts(black_box(path), None).unwrap())
     });
+    // A query as Box UI Elements send it: plain ASCII, already canonical.
+    g.bench_function("parts/target_parse_query", |b| {
+        let path = "/2.0/folders/100/items";
+        let q = "fields=id,name,size,modified_at,permissions,item_collection&limit=100&offset=0";
+        b.iter(|| Target::parse_parts(black_box(path), Some(black_box(q))).unwrap())
+    });
+    // The HTTP/1 head reader that runs beside hyper (src/framing.rs): one
+    // typical request head read and its verdict taken, per iteration.
+    g.bench_function("parts/target_framing_head", |b| {
+        let token = &tokens[0].0;
+        let head = format!(
+            "GET /2.0/files/100042/content HTTP/1.1\r\nHost: gateway.example.com\r\nUser-Agent: box-sdk-gen/1.0\r\nAccept: */*\r\nAccept-Encoding: gzip\r\nAuthorization: Bearer {token}\r\nX-Box-UA: agent=box-sdk-gen/1.0\r\n\r\n"
+        );
+        let uri: http::Uri = "/2.0/files/100042/content".parse().unwrap();
+        let heads = Arc::new(scopegate::framing::Heads::default());
+        let mut reader = scopegate::framing::Reader::new(65536, 100, heads.clone());
+        b.iter(|| {
+            reader.feed(black_box(head.as_bytes()));
+            black_box(heads.take(&Method::GET, &uri, 6))
+        })
+    });
+    // A query that is read and re-encoded (`+`, escapes).
+    g.bench_function("parts/target_parse_query_rewrite", |b| {
+        let path = "/2.0/search";
+        let q = "query=annual+report%202026&ancestor_folder_ids=100&fields=id%2Cname&limit=20";
+        b.iter(|| Target::parse_parts(black_box(path), Some(black_box(q))).unwrap())
+    });
     g.bench_function("parts/grant_cache_hit", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {

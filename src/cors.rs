@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 use crate::body::{self, Body};
+use crate::error::Rejection;
 
 const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 const EXPOSE: &str =
@@ -37,16 +38,20 @@ impl Cors {
     }
 
     /// `Some` for a CORS preflight: 204 with the grants for an allowed
-    /// origin, 403 for any other.
-    pub fn preflight(&self, method: &Method, headers: &HeaderMap) -> Option<Response<Body>> {
+    /// origin, a 403 refusal for any other.
+    pub fn preflight(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Option<Result<Response<Body>, Rejection>> {
         if method != Method::OPTIONS || !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         {
             return None;
         }
         let Some(origin) = self.allowed(headers) else {
-            let mut r = Response::new(body::empty());
-            *r.status_mut() = StatusCode::FORBIDDEN;
-            return Some(r);
+            return Some(Err(Rejection::Forbidden(
+                "this origin is not allowed to call the API",
+            )));
         };
         let mut r = Response::new(body::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
@@ -71,7 +76,7 @@ impl Cors {
             HeaderValue::from_static("600"),
         );
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        Some(r)
+        Some(Ok(r))
     }
 
     /// Adds the CORS headers of an actual (non-preflight) answer.
@@ -96,7 +101,7 @@ mod tests {
         Cors::new(&["https://app.example.com".into()])
     }
 
-    fn preflight(origin: &str) -> Option<Response<Body>> {
+    fn preflight(origin: &str) -> Option<Result<Response<Body>, Rejection>> {
         let mut h = HeaderMap::new();
         h.insert(header::ORIGIN, origin.parse().unwrap());
         h.insert(
@@ -112,7 +117,7 @@ mod tests {
 
     #[test]
     fn allowed_origin_preflight_is_answered() {
-        let r = preflight("https://app.example.com").unwrap();
+        let r = preflight("https://app.example.com").unwrap().unwrap();
         assert_eq!(r.status(), 204);
         assert_eq!(
             r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
@@ -126,7 +131,10 @@ mod tests {
 
     #[test]
     fn other_origins_get_no_grant() {
-        let r = preflight("https://evil.example.com").unwrap();
+        let r = preflight("https://evil.example.com")
+            .unwrap()
+            .unwrap_err()
+            .into_response("scopegate", "abc");
         assert_eq!(r.status(), 403);
         assert!(
             !r.headers()

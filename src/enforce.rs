@@ -1,9 +1,12 @@
 //! The decision: may this API request pass, and as what?
 //!
 //! The phases run in this order, each able to stop the request:
-//! 1. canonicalise the target ([`crate::target`]) and refuse ambiguous headers;
+//! 1. canonicalise the target and read its query ([`crate::target`],
+//!    [`crate::query`]) and refuse ambiguous headers;
 //! 2. match the route ([`crate::policy`]);
-//! 3. read the bearer token and resolve it to a grant ([`crate::grant`]);
+//! 3. read the bearer token (the `Authorization` header, or `access_token`
+//!    in the query on routes the policy marks for it) and resolve it to a
+//!    grant ([`crate::grant`]);
 //! 4. check revocation (every request, cached grant or not; a cached grant
 //!    skips the lookups while nothing was revoked since its last check);
 //! 5. check the route's scopes against the grant;
@@ -11,6 +14,7 @@
 //!    only as much of the body as the route's object rule needs;
 //! 7. hand a [`Permit`] and the (possibly re-assembled) body to the forwarder.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -57,7 +61,78 @@ fn check_headers(h: &HeaderMap) -> Result<(), Rejection> {
     if h.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
         return Err(Rejection::BadRequest("more than one Authorization header"));
     }
+    // Which host a request is for decides, for some servers, which site or
+    // tenant answers it; two are two answers.
+    if h.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(Rejection::BadRequest("more than one Host header"));
+    }
+    // RFC 9112 6.3: a request with both may be refused, and a front end and
+    // a back end that pick differently are how requests are smuggled.
+    // HTTP/2 cannot carry Transfer-Encoding at all (h2 refuses the stream);
+    // over HTTP/1.1 hyper drops the Content-Length before the gateway sees
+    // the request, so `crate::framing` reports it from the head as sent.
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Err(TE_AND_CL);
+    }
     Ok(())
+}
+
+/// The refusal of a request framed both by `Transfer-Encoding` and by
+/// `Content-Length`.
+pub const TE_AND_CL: Rejection =
+    Rejection::BadRequest("Transfer-Encoding and Content-Length together");
+
+/// HTTP/2 names the host twice when a client sends `host` besides
+/// `:authority`; RFC 9113 8.3.1: they must agree.
+fn check_authority(parts: &Parts) -> Result<(), Rejection> {
+    if let (Some(host), Some(authority)) = (parts.headers.get(header::HOST), parts.uri.authority())
+        && host.as_bytes() != authority.as_str().as_bytes()
+    {
+        return Err(Rejection::BadRequest(
+            "the Host header and the :authority differ",
+        ));
+    }
+    Ok(())
+}
+
+/// The query parameter that may carry the bearer token (RFC 6750 2.3).
+const QUERY_TOKEN: &str = "access_token";
+
+/// The bearer token of a request: the `Authorization` header, or
+/// `access_token` in the query where `query_ok` (the matched route is marked
+/// for it), never both. A token in the query is never forwarded: the caller
+/// removes it from the target, so the token is copied out of it. The flag
+/// says where the token came from (`true`: the query).
+fn request_token<'h>(
+    h: &'h HeaderMap,
+    target: &Target,
+    query_ok: bool,
+) -> Result<(Cow<'h, str>, bool), Rejection> {
+    // Canonical queries spell a name only one way: no parse without it.
+    let in_query = target
+        .query()
+        .is_some_and(|q| q.contains(QUERY_TOKEN))
+        .then(|| target.query_value(QUERY_TOKEN))
+        .flatten();
+    let Some(token) = in_query else {
+        return bearer(h).map(|t| (Cow::Borrowed(t), false));
+    };
+    if h.contains_key(header::AUTHORIZATION) {
+        return Err(Rejection::BadRequest(
+            "a token in the query and an Authorization header",
+        ));
+    }
+    if !query_ok {
+        return Err(Rejection::BadRequest(
+            "access_token in the query is not accepted on this route",
+        ));
+    }
+    if token.is_empty() || token.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+        return Err(Rejection::BadRequest(
+            "the access_token is empty or holds spaces, control or non-ASCII bytes",
+        ));
+    }
+    Ok((Cow::Owned(token.into_owned()), true))
 }
 
 /// `Authorization: Bearer <token>` (RFC 6750 2.1), scheme case-insensitive.
@@ -111,11 +186,16 @@ pub async fn decide(
     body: Incoming,
 ) -> (Option<Arc<str>>, Result<Allowed, Rejection>) {
     let policy = gw.policy();
-    let target = match Target::parse_request(&parts.uri, parts.version) {
+    let mut target = match Target::parse_request(&parts.uri, parts.version) {
         Ok(t) => t,
         Err(e) => return (None, Err(Rejection::BadRequest(target_reason(e)))),
     };
     if let Err(r) = check_headers(&parts.headers) {
+        return (None, Err(r));
+    }
+    if parts.version >= http::Version::HTTP_2
+        && let Err(r) = check_authority(parts)
+    {
         return (None, Err(r));
     }
     // hyper's read buffer bounds the head only roughly; this is the exact limit.
@@ -133,7 +213,9 @@ pub async fn decide(
         // takes over at the end (no copy of the path per request).
         let route = policy.find(&parts.method, target.path());
         route_name = route.as_ref().map(|m| m.route.name.clone());
-        let token = bearer(&parts.headers)?;
+        let query_ok = route.as_ref().is_some_and(|m| m.route.query_token);
+        let (token, from_query) = request_token(&parts.headers, &target, query_ok)?;
+        let token: &str = &token;
         if token.len() > gw.config.limits.token_bytes {
             return Err(Rejection::InvalidToken("malformed"));
         }
@@ -189,15 +271,29 @@ pub async fn decide(
                 "As-User and BoxApi headers are not accepted with a downscoped token",
             ));
         }
-        if grant.is_minted()
-            && let Some(q) = target.query()
-        {
-            check_fields(&policy.scopes, grant.scopes(), q)?;
+        if grant.is_minted() {
+            check_fields(&policy.scopes, grant.scopes(), &target)?;
         }
-        let body = check_object(gw, r, &grant, |i| m.param(i), &parts.headers, body).await?;
+        let body =
+            check_object(gw, r, &grant, |i| m.param(i), &target, &parts.headers, body).await?;
+        let mut forward_token = None;
+        if from_query {
+            // Never forwarded in a URL: the upstream gets the parent (or, for
+            // an external token passed as it is, the token in a header).
+            forward_token = Some(token.to_owned());
+            target
+                .remove_query_param(QUERY_TOKEN)
+                .map_err(|e| Rejection::BadRequest(target_reason(e)))?;
+        }
         let mut permit = Permit::new(r.name.clone(), target, grant.forward());
         permit.rewrite_upload_url = r.rewrite_upload_url;
         permit.box_api = grant.box_api().cloned();
+        if let (Some(t), Forward::AsIs) = (forward_token, grant.forward()) {
+            permit.authorization = Some(
+                http::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| Rejection::BadRequest("the access_token is not a header value"))?,
+            );
+        }
         Ok(Allowed {
             permit,
             body,
@@ -229,11 +325,14 @@ const FIELD_SCOPES: &[(&str, &str)] = &[
     ("download_url", "item_download"),
 ];
 
-fn check_fields(table: &ScopeTable, held: ScopeSet, query: &str) -> Result<(), Rejection> {
-    if !query.contains("fields") {
+/// Reads the `fields` pair of the checked query: in its canonical spelling
+/// the name is written `fields` and no other way (see [`crate::query`]), so
+/// a query without those letters has no such pair.
+fn check_fields(table: &ScopeTable, held: ScopeSet, target: &Target) -> Result<(), Rejection> {
+    if !target.query().is_some_and(|q| q.contains("fields")) {
         return Ok(());
     }
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+    for (k, v) in target.query_pairs() {
         if k != "fields" {
             continue;
         }
@@ -264,8 +363,20 @@ fn target_reason(e: crate::target::TargetError) -> &'static str {
         ForbiddenByte => "the path holds a forbidden byte",
         BadEscape => "the path holds a malformed percent-escape",
         NotUtf8 => "the path is not UTF-8",
-        BadQuery => "the query holds a forbidden byte",
+        Query(q) => query_reason(q),
         TooLong => "the request target is too long",
+    }
+}
+
+fn query_reason(e: crate::query::QueryError) -> &'static str {
+    use crate::query::QueryError::*;
+    match e {
+        ForbiddenByte => "the query holds a semicolon, fragment, control or non-ASCII byte",
+        BadEscape => "the query holds a malformed percent-escape",
+        BadDecoded => "the query holds an escaped control byte or is not UTF-8",
+        BadName => "a query parameter name is empty or holds a space, %, &, +, ;, = or #",
+        Ambiguous => "a query parameter the gateway reads is repeated or spelled another way",
+        DoubleEncoded => "a query parameter the gateway reads holds an encoded percent sign",
     }
 }
 
@@ -303,6 +414,52 @@ async fn covers(
             "the upstream could not tell where the item is",
         )),
     }
+}
+
+/// Most ids one query parameter may name (each may cost an ancestry lookup).
+const MAX_QUERY_ITEMS: usize = 100;
+
+/// A query parameter naming a comma-separated list of items (search's
+/// `ancestor_folder_ids`): present, every entry an id, every item inside
+/// the restriction. Without it the request would reach past the restriction
+/// (a search of everything the parent sees), so it is refused.
+async fn check_query_items(
+    gw: &Gateway,
+    route: &Route,
+    restriction: &Item,
+    grant: &Grant,
+    kind: ItemKind,
+    param: &str,
+    target: &Target,
+) -> Result<(), Rejection> {
+    let Some(list) = target.query_value(param) else {
+        return Err(Rejection::OutsideRestriction {
+            needed: route.scope_names.clone(),
+            why: "an item-restricted token must name the folder it searches in",
+        });
+    };
+    let ids: Vec<&str> = list.split(',').collect();
+    if ids.len() > MAX_QUERY_ITEMS {
+        return Err(Rejection::BadRequest("the query names too many items"));
+    }
+    if !ids.iter().all(|id| plain_id(id)) {
+        return Err(Rejection::BadRequest(
+            "the query names an item by something not an id",
+        ));
+    }
+    for id in ids {
+        let named = Item {
+            kind,
+            id: id.into(),
+        };
+        if !covers(gw, restriction, &named, grant).await? {
+            return Err(Rejection::OutsideRestriction {
+                needed: route.scope_names.clone(),
+                why: "the request names an item outside the token's restriction",
+            });
+        }
+    }
+    Ok(())
 }
 
 async fn read_json(gw: &Gateway, body: Incoming) -> Result<(Bytes, Value), Rejection> {
@@ -388,6 +545,7 @@ async fn check_object<'p>(
     route: &Route,
     grant: &Grant,
     param: impl Fn(usize) -> Option<&'p str>,
+    target: &Target,
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Body, Rejection> {
@@ -503,6 +661,10 @@ async fn check_object<'p>(
                 id: id.into(),
             }
         }
+        ObjectRule::Query { kind, param } => {
+            check_query_items(gw, route, restriction, grant, *kind, param, target).await?;
+            return Ok(pending(json, body));
+        }
     };
     if !covers(gw, restriction, &named, grant).await? {
         return Err(outside(
@@ -616,6 +778,10 @@ mod tests {
 
     #[test]
     fn fields_that_widen_a_token_need_their_scope() {
+        let check_fields = |t: &ScopeTable, held: ScopeSet, q: &str| {
+            let target = Target::parse_parts("/2.0/files/1", Some(q)).unwrap();
+            check_fields(t, held, &target)
+        };
         let t = ScopeTable::new(&[], &[]).unwrap();
         let read = t.exact(["item_read"]).unwrap();
         let preview = t.exact(["item_read", "item_preview"]).unwrap();
@@ -626,6 +792,11 @@ mod tests {
         assert!(check_fields(&t, preview, "fields=name,expiring_embed_link").is_ok());
         assert!(check_fields(&t, preview, "limit=5&fields=shared_link").is_err());
         assert!(check_fields(&t, read, "x=fields").is_ok());
+        // The name is read as the upstream reads it, however it is spelled.
+        assert!(check_fields(&t, read, "f%69elds=shared_link").is_err());
+        assert!(check_fields(&t, read, "%66%69%65%6c%64%73=shared_link").is_err());
+        assert!(check_fields(&t, read, "fields=shared%5Flink").is_err());
+        assert!(check_fields(&t, read, "fields=name+,+shared_link").is_err());
     }
 
     #[test]

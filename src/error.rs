@@ -22,6 +22,8 @@ pub enum Rejection {
     /// The token lacks every scope the route accepts; `needed` names them.
     InsufficientScope { needed: String },
     /// The token is restricted to another item than the one the request names.
+    /// `needed` is the route's scopes, which the token holds: the challenge
+    /// names the restriction (`why`), not a scope.
     OutsideRestriction { needed: String, why: &'static str },
     /// The request is of a kind the gateway refuses for this token.
     Forbidden(&'static str),
@@ -116,25 +118,39 @@ impl Rejection {
         }
     }
 
-    /// RFC 6750 section 3: the challenge for 400/401/403 answers.
+    /// RFC 6750 section 3: the challenge of every 400, 401 and 403. It says
+    /// what is true: `scope` only when a scope is what the token lacks; a
+    /// token that holds the scope but not the item is told about the item.
     fn challenge(&self, realm: &str) -> Option<String> {
         let esc = |s: &str| s.replace(['"', '\\'], "");
+        let error = |code: &str, why: &str| {
+            format!(
+                "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
+                esc(why)
+            )
+        };
         match self {
             Rejection::NoToken => Some(format!("Bearer realm=\"{realm}\"")),
-            Rejection::BadRequest(why) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
-                esc(why)
+            Rejection::BadRequest(why) => Some(error("invalid_request", why)),
+            Rejection::InvalidToken(why) => Some(error(
+                "invalid_token",
+                &format!("The access token is {why}"),
             )),
-            Rejection::InvalidToken(why) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"The access token is {}\"",
-                esc(why)
-            )),
-            Rejection::InsufficientScope { needed }
-            | Rejection::OutsideRestriction { needed, .. } => Some(format!(
+            Rejection::InsufficientScope { needed } => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
                 esc(needed)
             )),
-            _ => None,
+            Rejection::OutsideRestriction { why, .. } => Some(error("insufficient_scope", why)),
+            Rejection::Forbidden(why) => Some(error("insufficient_scope", why)),
+            Rejection::NoRoute => Some(error(
+                "insufficient_scope",
+                "this endpoint is not open through the gateway",
+            )),
+            Rejection::TooLarge
+            | Rejection::HeadersTooLarge
+            | Rejection::Unavailable(_)
+            | Rejection::BadGateway
+            | Rejection::GatewayTimeout => None,
         }
     }
 
@@ -235,6 +251,56 @@ mod tests {
         assert_eq!(
             c,
             "Bearer realm=\"scopegate\", error=\"insufficient_scope\", scope=\"item_download\""
+        );
+    }
+
+    /// Every 400, 401 and 403 carries a challenge and the JSON body; a token
+    /// outside its restriction is not told it lacks a scope it holds.
+    #[test]
+    fn every_client_error_has_a_truthful_challenge() {
+        let all = [
+            Rejection::BadRequest("x"),
+            Rejection::NoToken,
+            Rejection::InvalidToken("revoked"),
+            Rejection::InsufficientScope {
+                needed: "item_read".into(),
+            },
+            Rejection::OutsideRestriction {
+                needed: "item_read".into(),
+                why: "the request names an item outside the token's restriction",
+            },
+            Rejection::Forbidden("As-User is not accepted"),
+            Rejection::NoRoute,
+            Rejection::TooLarge,
+            Rejection::HeadersTooLarge,
+            Rejection::Unavailable("x"),
+            Rejection::BadGateway,
+            Rejection::GatewayTimeout,
+        ];
+        for rej in all {
+            let status = rej.status();
+            let r = rej.clone().into_response("scopegate", "abc");
+            let challenge = r.headers().get(header::WWW_AUTHENTICATE);
+            if matches!(status.as_u16(), 400 | 401 | 403) {
+                let c = challenge.unwrap_or_else(|| panic!("{rej:?}: no challenge"));
+                assert!(
+                    c.to_str()
+                        .unwrap()
+                        .starts_with("Bearer realm=\"scopegate\"")
+                );
+            } else {
+                assert!(challenge.is_none(), "{rej:?}");
+            }
+            assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        }
+        let r = Rejection::OutsideRestriction {
+            needed: "item_read".into(),
+            why: "the request names an item outside the token's restriction",
+        }
+        .into_response("scopegate", "abc");
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"scopegate\", error=\"insufficient_scope\", error_description=\"the request names an item outside the token's restriction\""
         );
     }
 

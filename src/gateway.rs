@@ -40,6 +40,9 @@ pub struct ConnInfo {
     /// The peer's address as the `X-Forwarded-For` value: made once per
     /// connection, not per request.
     pub forwarded_for: HeaderValue,
+    /// HTTP/1: the framing of each request head as sent (hyper hides a
+    /// `Content-Length` sent beside `Transfer-Encoding`).
+    pub heads: Option<Arc<crate::framing::Heads>>,
 }
 
 impl ConnInfo {
@@ -49,6 +52,22 @@ impl ConnInfo {
             tls,
             forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
                 .expect("an IP address is a valid header value"),
+            heads: None,
+        }
+    }
+
+    /// A request framed both ways, or one with `Transfer-Encoding` whose
+    /// head could not be followed (see [`crate::framing`]).
+    fn smuggling(&self, req: &Request<Incoming>) -> bool {
+        let Some(heads) = &self.heads else {
+            return false;
+        };
+        match heads.take(req.method(), req.uri(), req.headers().len()) {
+            crate::framing::Framing::Plain => false,
+            crate::framing::Framing::Both => true,
+            crate::framing::Framing::Unknown => {
+                req.headers().contains_key(http::header::TRANSFER_ENCODING)
+            }
         }
     }
 }
@@ -235,8 +254,18 @@ impl Gateway {
         let rid_value =
             HeaderValue::from_bytes(id.as_bytes()).expect("hex is a valid header value");
         let origin = self.cors.allowed(req.headers()).cloned();
-        let mut resp = if let Some(pre) = self.cors.preflight(req.method(), req.headers()) {
-            pre
+        let mut resp = if conn.smuggling(&req) {
+            let method = req.method().clone();
+            self.refuse(
+                crate::enforce::TE_AND_CL,
+                "unmatched",
+                &method,
+                rid,
+                None,
+                started.elapsed(),
+            )
+        } else if let Some(pre) = self.cors.preflight(req.method(), req.headers()) {
+            pre.unwrap_or_else(|rej| rej.into_response(REALM, rid))
         } else {
             match req.uri().path() {
                 // SSF push (RFC 8935): on the public listener, because that is

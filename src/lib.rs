@@ -7,7 +7,8 @@
 //! - `/oauth2/token` and `/oauth2/revoke` go to [`oauth`]: token exchange
 //!   mints a sealed token ([`token`]); revocation goes to [`revocation`].
 //! - Every other request runs the phases of [`enforce`]: the [`target`] is
-//!   canonicalised, the [`policy`] route matched, the bearer token resolved to
+//!   canonicalised (its query read into pairs by [`query`]), the [`policy`]
+//!   route matched, the bearer token resolved to
 //!   a [`grant`] (cached; external tokens via [`introspect`]), revocation
 //!   checked, then scopes ([`scope`]) and the route's object, reading only
 //!   what is needed of the body ([`json`], [`upload`]); a downscoped
@@ -37,6 +38,7 @@ pub mod demo;
 pub mod digest;
 pub mod enforce;
 pub mod error;
+pub mod framing;
 pub mod gateway;
 pub mod grant;
 pub mod headers;
@@ -46,6 +48,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod proxy;
+pub mod query;
 pub mod ratelimit;
 pub mod reload;
 pub mod revocation;

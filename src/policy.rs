@@ -61,6 +61,10 @@ pub enum ObjectRule {
     BodyItem { field: Vec<String> },
     /// A dotted field of the `attributes` part of a multipart upload.
     Upload { kind: ItemKind, field: Vec<String> },
+    /// A query parameter (one of [`crate::query::RESERVED`]) holding a
+    /// comma-separated list of ids of this kind; every one must be inside
+    /// the restriction (search bounded by `ancestor_folder_ids`).
+    Query { kind: ItemKind, param: String },
 }
 
 /// What a route's request body is, as the policy declares it (`body`).
@@ -96,6 +100,9 @@ pub struct Route {
     pub body: BodyKind,
     /// For `body = "json"`: the scope each top-level field needs.
     pub fields: Option<BodyFields>,
+    /// `access_token` in the query is accepted as the bearer token (GET
+    /// routes a browser loads by URL: `<img>`, download links).
+    pub query_token: bool,
 }
 
 /// A matched route with its path parameters.
@@ -182,6 +189,7 @@ struct RawRoute {
     response: Option<String>,
     body: Option<String>,
     fields: Option<BTreeMap<String, String>>,
+    query_token: Option<bool>,
 }
 
 impl Policy {
@@ -338,6 +346,15 @@ impl Policy {
                 "does not match what `object` or `destination` reads from the body".into(),
             ));
         }
+        let query_token = match r.query_token {
+            Some(true) if method != Method::GET => {
+                return Err((
+                    "query_token",
+                    "only GET routes may take a token in the query".into(),
+                ));
+            }
+            q => q.unwrap_or(false),
+        };
         Ok(Route {
             body,
             fields: None,
@@ -353,6 +370,7 @@ impl Policy {
                 Some("upload_url") => true,
                 Some(o) => return Err(("response", format!("`{o}` must be \"upload_url\""))),
             },
+            query_token,
         })
     }
 
@@ -501,7 +519,7 @@ fn parse_object(
         (
             "object",
             format!(
-                "`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F or folder:upload.F"
+                "`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F, folder:upload.F or KIND:query.P"
             ),
         )
     };
@@ -529,6 +547,25 @@ fn parse_object(
             kind: ItemKind::parse(k).ok_or_else(bad)?,
             field,
         }),
+        (k, "query") => {
+            let kind = ItemKind::parse(k).ok_or_else(bad)?;
+            // The gateway reads only parameters whose spellings and repeats
+            // the query reader refuses; any other could mean something else
+            // to the upstream.
+            if !crate::query::RESERVED.contains(&rest) {
+                return Err((
+                    "object",
+                    format!(
+                        "`{rest}` is not a query parameter the gateway reads ({})",
+                        crate::query::RESERVED.join(", ")
+                    ),
+                ));
+            }
+            Ok(ObjectRule::Query {
+                kind,
+                param: rest.to_owned(),
+            })
+        }
         _ => Err(bad()),
     }
 }
@@ -708,6 +745,42 @@ mod tests {
         assert_eq!(
             r.fields.as_ref().unwrap().describe(),
             "name=item_rename *=route"
+        );
+    }
+
+    #[test]
+    fn query_objects_and_query_tokens_are_checked() {
+        let route = |extra: &str| {
+            format!(
+                "[[route]]\nname = \"s\"\nmethod = \"GET\"\npath = \"/2.0/search\"\nscopes = [\"item_read\"]\n{extra}"
+            )
+        };
+        let p = policy(&route(
+            "object = \"folder:query.ancestor_folder_ids\"\nquery_token = true",
+        ))
+        .unwrap();
+        let m = p.find(&Method::GET, "/2.0/search").unwrap();
+        assert_eq!(
+            m.route.object,
+            ObjectRule::Query {
+                kind: ItemKind::Folder,
+                param: "ancestor_folder_ids".into()
+            }
+        );
+        assert!(m.route.query_token);
+        let err = policy(&route("object = \"folder:query.parent_id\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("route[0].object: `parent_id` is not a query parameter"),
+            "{err}"
+        );
+        let err = policy(&route("object = \"none\"\nquery_token = true").replace("GET", "PUT"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("route[0].query_token: only GET routes"),
+            "{err}"
         );
     }
 

@@ -99,6 +99,16 @@ async fn sniff_h2(stream: &tokio::net::TcpStream) -> Option<bool> {
     }
 }
 
+/// An HTTP/1 connection whose request heads are read along with hyper, to
+/// tell the gateway what hyper does not (see [`crate::framing`]).
+fn watched<S>(io: S, limits: &Limits) -> (crate::framing::Watched<S>, Arc<crate::framing::Heads>) {
+    let heads = Arc::new(crate::framing::Heads::default());
+    // hyper's read buffer bounds a head (`builders`): the same bound here.
+    let reader =
+        crate::framing::Reader::new(limits.header_bytes.max(8192), limits.headers, heads.clone());
+    (crate::framing::Watched::new(io, reader), heads)
+}
+
 /// The per-connection service: every request goes to the gateway.
 fn service(
     gw: Arc<Gateway>,
@@ -204,8 +214,16 @@ pub async fn run(
                     else {
                         return;
                     };
-                    let info = Arc::new(ConnInfo::new(peer, false));
-                    serve(&b, TokioIo::new(stream), is_h2, service(gw, info), watcher).await;
+                    let mut info = ConnInfo::new(peer, false);
+                    if is_h2 {
+                        let info = Arc::new(info);
+                        serve(&b, TokioIo::new(stream), true, service(gw, info), watcher).await;
+                    } else {
+                        let (io, heads) = watched(stream, &gw.config.limits);
+                        info.heads = Some(heads);
+                        let svc = service(gw, Arc::new(info));
+                        serve(&b, TokioIo::new(io), false, svc, watcher).await;
+                    }
                 }
                 Some(acc) => {
                     let Ok(Ok(tls)) =
@@ -215,8 +233,16 @@ pub async fn run(
                     };
                     // ALPN decides; nothing is read before hyper's own timers run.
                     let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let info = Arc::new(ConnInfo::new(peer, true));
-                    serve(&b, TokioIo::new(tls), is_h2, service(gw, info), watcher).await;
+                    let mut info = ConnInfo::new(peer, true);
+                    if is_h2 {
+                        let info = Arc::new(info);
+                        serve(&b, TokioIo::new(tls), true, service(gw, info), watcher).await;
+                    } else {
+                        let (io, heads) = watched(tls, &gw.config.limits);
+                        info.heads = Some(heads);
+                        let svc = service(gw, Arc::new(info));
+                        serve(&b, TokioIo::new(io), false, svc, watcher).await;
+                    }
                 }
             }
         });

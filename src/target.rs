@@ -19,8 +19,15 @@
 //! and re-encoded in one canonical spelling (upper-case hex, unreserved
 //! characters never escaped, other raw bytes always escaped), so `fil%65s`
 //! and `files`, or `a^b` and `a%5eb`, are the same path to both sides.
+//!
+//! The query is read into pairs by [`crate::query`] with the same rule, and
+//! forwarded in its canonical spelling; later phases read the pairs with
+//! [`Target::query_pairs`] and may drop or replace parameters before the
+//! target is forwarded ([`Target::set_query_pairs`]).
 
 use std::borrow::Cow;
+
+use crate::query::{self, QueryError};
 
 use http::uri::PathAndQuery;
 
@@ -28,9 +35,8 @@ use http::uri::PathAndQuery;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The canonical path (always starting with `/`, segments non-empty),
-    /// then `?` and the query as the client sent it, if it sent a non-empty
-    /// one (checked for bytes that could end the request line or smuggle a
-    /// fragment). This is what goes upstream.
+    /// then `?` and the canonical query when it has at least one pair. This
+    /// is what goes upstream.
     pq: PathAndQuery,
     /// Where the path ends in `pq`.
     path_end: usize,
@@ -55,8 +61,8 @@ pub enum TargetError {
     BadEscape,
     #[error("the path does not decode to UTF-8")]
     NotUtf8,
-    #[error("the query holds a control, non-ASCII or fragment byte")]
-    BadQuery,
+    #[error("{0}")]
+    Query(#[from] QueryError),
     #[error("the request target is too long")]
     TooLong,
 }
@@ -91,11 +97,13 @@ impl Target {
         let (path, query) = (uri.path(), uri.query());
         let t = Target::check(path, query)?;
         if let (Cow::Borrowed(canonical), Some(pq)) = (&t.path, uri.path_and_query())
+            && matches!(t.query, None | Some(Cow::Borrowed(_)))
             // Exactly what was checked, byte for byte, and nothing else
             // (the length rules out any other part), or it is rebuilt.
             && pq.path() == *canonical
-            && pq.query() == t.query
-            && pq.as_str().len() == canonical.len() + t.query.map_or(0, |q| q.len() + 1)
+            && pq.query() == t.query.as_deref()
+            && pq.as_str().len()
+                == canonical.len() + t.query.as_ref().map_or(0, |q| q.len() + 1)
         {
             return Ok(Target {
                 pq: pq.clone(),
@@ -115,28 +123,70 @@ impl Target {
             return Err(TargetError::TooLong);
         }
         let path = canonical_path(path)?;
-        // Re-encoding can make the path longer (`^` becomes `%5E`); what is
-        // forwarded must itself be a target this function accepts.
-        if path.len() + query.map_or(0, str::len) > MAX_TARGET_LEN {
+        let query = match query {
+            Some(q) => query::canonical(q)?,
+            None => None,
+        };
+        // Re-encoding can make the target longer (`^` becomes `%5E`, `+`
+        // becomes `%20`); what is forwarded must itself be a target this
+        // function accepts.
+        if path.len() + query.as_ref().map_or(0, |q| q.len()) > MAX_TARGET_LEN {
             return Err(TargetError::TooLong);
         }
-        if let Some(q) = query
-            && q.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'#')
-        {
-            return Err(TargetError::BadQuery);
-        }
-        Ok(Checked {
-            path,
-            query: query.filter(|q| !q.is_empty()),
-        })
+        Ok(Checked { path, query })
     }
 
     pub fn path(&self) -> &str {
         &self.pq.as_str()[..self.path_end]
     }
 
+    /// The canonical query (see [`crate::query`]), as forwarded.
     pub fn query(&self) -> Option<&str> {
         self.pq.query()
+    }
+
+    /// The query's pairs, decoded: what the upstream will read.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+        query::pairs(self.query().unwrap_or(""))
+    }
+
+    /// The value of the first parameter called `name` (the names of
+    /// [`query::RESERVED`] occur at most once).
+    pub fn query_value(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.query_pairs().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Replaces the query by these pairs, in the canonical spelling; no pair
+    /// at all forwards no query. For the decision, which may drop or narrow
+    /// a parameter before the target is forwarded.
+    pub fn set_query_pairs<'a>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), TargetError> {
+        let mut pq = String::with_capacity(self.pq.as_str().len());
+        pq.push_str(self.path());
+        pq.push('?');
+        query::encode(pairs, &mut pq);
+        if pq.ends_with('?') {
+            pq.pop();
+        }
+        // The canonical spelling holds only bytes a target may hold.
+        self.pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
+            .map_err(|_| TargetError::ForbiddenByte)?;
+        Ok(())
+    }
+
+    /// Drops every parameter called `name` (a no-op when there is none).
+    pub fn remove_query_param(&mut self, name: &str) -> Result<(), TargetError> {
+        if self.query_value(name).is_none() {
+            return Ok(());
+        }
+        let kept: Vec<(String, String)> = self
+            .query_pairs()
+            .filter(|(n, _)| n != name)
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .collect();
+        self.set_query_pairs(kept.iter().map(|(n, v)| (n.as_str(), v.as_str())))
     }
 
     /// Segments of the canonical path (never empty strings).
@@ -153,7 +203,7 @@ impl Target {
 /// A path and query that passed the checks, before it is a [`Target`].
 struct Checked<'a> {
     path: Cow<'a, str>,
-    query: Option<&'a str>,
+    query: Option<Cow<'a, str>>,
 }
 
 impl Checked<'_> {
@@ -163,7 +213,7 @@ impl Checked<'_> {
         if let Some(q) = self.query {
             pq.reserve(q.len() + 1);
             pq.push('?');
-            pq.push_str(q);
+            pq.push_str(&q);
         }
         // Checked above to hold only bytes a request target may hold.
         let pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
@@ -432,13 +482,56 @@ mod tests {
     }
 
     #[test]
-    fn query_is_kept_and_checked() {
+    fn query_is_checked_and_forwarded_canonical() {
         let t = Target::parse_parts("/2.0/files/1", Some("fields=name,size")).unwrap();
         assert_eq!(t.into_path_and_query(), "/2.0/files/1?fields=name,size");
         assert_eq!(
             Target::parse_parts("/2.0/files/1", Some("a=b#frag")),
-            Err(TargetError::BadQuery)
+            Err(TargetError::Query(QueryError::ForbiddenByte))
         );
+        let fwd = |raw: &str| {
+            let uri: http::Uri = raw.parse().unwrap();
+            Target::parse(&uri).unwrap().into_path_and_query()
+        };
+        assert_eq!(
+            fwd("/2.0/files/1?f%69elds=a+b"),
+            "/2.0/files/1?fields=a%20b"
+        );
+        assert_eq!(fwd("/2.0/fil%65s/1?q=%7e"), "/2.0/files/1?q=~");
+        assert_eq!(fwd("/2.0/files/1?&&"), "/2.0/files/1");
+        // Already canonical, escapes included: the received bytes are kept.
+        let uri: http::Uri = "/2.0/files/1?q=a%20b".parse().unwrap();
+        let t = Target::parse(&uri).unwrap();
+        assert_eq!(
+            t.into_path_and_query().as_str(),
+            uri.path_and_query().unwrap().as_str()
+        );
+        // The canonical form is checked against the length limit.
+        let q = "+".repeat(MAX_TARGET_LEN / 2);
+        assert_eq!(
+            Target::parse_parts("/a", Some(&format!("q={q}"))),
+            Err(TargetError::TooLong)
+        );
+    }
+
+    #[test]
+    fn query_pairs_can_be_read_and_edited() {
+        let mut t = Target::parse_parts(
+            "/2.0/files/1",
+            Some("access_token=abc&fields=id%2Cname&x=1"),
+        )
+        .unwrap();
+        assert_eq!(t.query_value("fields").as_deref(), Some("id,name"));
+        assert_eq!(t.query_value("nope"), None);
+        t.remove_query_param("access_token").unwrap();
+        assert_eq!(t.query(), Some("fields=id,name&x=1"));
+        t.set_query_pairs([("fields", "id"), ("x", "a b&c")])
+            .unwrap();
+        assert_eq!(t.query(), Some("fields=id&x=a%20b%26c"));
+        assert_eq!(t.path(), "/2.0/files/1");
+        t.set_query_pairs([]).unwrap();
+        assert_eq!(t.clone().into_path_and_query(), "/2.0/files/1");
+        assert_eq!(t.query(), None);
     }
 
     #[test]
