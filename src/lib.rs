@@ -13,6 +13,9 @@
 //!   what is needed of the body ([`json`], [`upload`]).
 //! - An allowed request becomes a [`proxy::Permit`], the only thing
 //!   [`proxy::forward`] accepts; it goes out through [`upstream`].
+//! - Answers to downscoped tokens are redacted and their URLs pointed at the
+//!   gateway ([`answer`], over the pure [`redact`]); `?fields=` is filtered
+//!   the same way ([`fields`]).
 //! - Refusals are [`error::Rejection`]s, turned into HTTP answers in one place.
 //! - Every request ends in one [`access_log`] line.
 //! - [`admin`] serves health, readiness, [`metrics`] and admin revocations.
@@ -23,6 +26,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod ancestry;
+pub mod answer;
 pub mod app;
 pub mod body;
 pub mod clock;
@@ -32,6 +36,7 @@ pub mod demo;
 pub mod digest;
 pub mod enforce;
 pub mod error;
+pub mod fields;
 pub mod gateway;
 pub mod grant;
 pub mod introspect;
@@ -40,6 +45,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod proxy;
+pub mod redact;
 pub mod reload;
 pub mod revocation;
 pub mod sample_api;

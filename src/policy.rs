@@ -62,6 +62,55 @@ pub enum ObjectRule {
     Upload { kind: ItemKind, field: Vec<String> },
 }
 
+/// Which upstream a route's requests go to (`[upstream]` names each base).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OriginKind {
+    /// `[upstream] api`: `/2.0/...` (the default).
+    Api,
+    /// `[upstream] upload`: Box's upload host.
+    Upload,
+    /// `[upstream] download`: representation content (Box: dl.boxcloud.com).
+    Download,
+    /// `[upstream] public_download`: what `authenticated_download_url`
+    /// names (Box: public.boxcloud.com).
+    PublicDownload,
+}
+
+impl OriginKind {
+    pub const ALL: [OriginKind; 4] = [
+        OriginKind::Api,
+        OriginKind::Upload,
+        OriginKind::Download,
+        OriginKind::PublicDownload,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginKind::Api => "api",
+            OriginKind::Upload => "upload",
+            OriginKind::Download => "download",
+            OriginKind::PublicDownload => "public_download",
+        }
+    }
+
+    fn parse(s: &str) -> Option<OriginKind> {
+        OriginKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One entry of the `[fields]` table: a field of Box's answers (and of
+/// `?fields=`) that hands out a capability, and who may see it.
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    pub name: Box<str>,
+    /// Any one of these scopes lets a downscoped token see the field;
+    /// `None` ("never"): no downscoped token sees it.
+    pub needs: Option<ScopeSet>,
+}
+
+/// Most entries in `[fields]` (a bit each in [`Policy::hidden_fields`]).
+pub const MAX_FIELDS: usize = 64;
+
 /// One compiled route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -80,12 +129,29 @@ pub struct Route {
     /// The answer's `upload_url` is rewritten to point at the gateway
     /// (Box's upload preflight names its own upload host otherwise).
     pub rewrite_upload_url: bool,
+    /// The upstream this route's requests go to.
+    pub origin: OriginKind,
+    /// The answer is content (file bytes, images): never parsed or
+    /// rewritten (`answer = "bytes"`). Otherwise a downscoped token's JSON
+    /// answers are redacted and their URLs pointed at the gateway.
+    pub answer_bytes: bool,
+    /// The path ends in a `{name*}` tail: any further segments, or exactly
+    /// one trailing slash and nothing after it (Box's representation
+    /// content with an empty asset path).
+    pub tail: bool,
 }
 
 /// A matched route with its path parameters.
 #[derive(Debug)]
 pub struct Match<'a, 'p> {
     pub route: &'a Route,
+    params: [&'p str; MAX_PARAMS],
+    count: usize,
+}
+
+/// Where a path ends in the trie, and which routes sit there.
+struct Found<'a, 'p> {
+    methods: &'a [(Method, usize)],
     params: [&'p str; MAX_PARAMS],
     count: usize,
 }
@@ -101,6 +167,9 @@ struct Node {
     literal: HashMap<Box<str>, Node, BuildHasherDefault<Fnv>>,
     param: Option<Box<Node>>,
     methods: Vec<(Method, usize)>,
+    /// Routes whose `{name*}` tail starts after this node. A node with a
+    /// tail has no children, so a path is never matched two ways.
+    tail: Vec<(Method, usize)>,
 }
 
 /// FNV-1a for the literal segments. The tables are fixed when the policy
@@ -131,6 +200,8 @@ impl std::hash::Hasher for Fnv {
 #[derive(Debug)]
 pub struct Policy {
     pub scopes: ScopeTable,
+    /// The `[fields]` table, in file order.
+    pub fields: Vec<FieldRule>,
     routes: Vec<Route>,
     root: Node,
 }
@@ -140,6 +211,8 @@ pub struct Policy {
 struct RawPolicy {
     #[serde(default)]
     scopes: RawScopes,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
     #[serde(default)]
     route: Vec<RawRoute>,
 }
@@ -164,6 +237,8 @@ struct RawRoute {
     restricted: Option<String>,
     destination: Option<String>,
     response: Option<String>,
+    origin: Option<String>,
+    answer: Option<String>,
 }
 
 impl Policy {
@@ -199,10 +274,40 @@ impl Policy {
             }
         };
         let mut policy = Policy {
+            fields: Vec::new(),
             scopes,
             routes: Vec::new(),
             root: Node::default(),
         };
+        if raw.fields.len() > MAX_FIELDS {
+            problems.push("fields", format!("more than {MAX_FIELDS} entries"));
+        }
+        for (name, scope) in raw.fields {
+            let key = format!("fields.{name}");
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                problems.push(&key, "a field name is lower-case letters, digits and `_`");
+                continue;
+            }
+            let needs = if scope == "never" {
+                None
+            } else {
+                match policy.scopes.exact([scope.as_str()]) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        problems.push(&key, format!("{e} (a scope, or \"never\")"));
+                        continue;
+                    }
+                }
+            };
+            policy.fields.push(FieldRule {
+                name: name.into(),
+                needs,
+            });
+        }
         let mut names = HashMap::new();
         for (i, r) in raw.route.into_iter().enumerate() {
             let key = format!("route[{i}]");
@@ -247,7 +352,7 @@ impl Policy {
                 "method",
                 format!("`{}` is not an upper-case HTTP method", r.method),
             ))?;
-        let params = template_params(&r.path).map_err(|m| ("path", m))?;
+        let (params, tail) = template_params(&r.path).map_err(|m| ("path", m))?;
         if r.scopes.is_empty() {
             return Err(("scopes", "a route needs at least one scope".into()));
         }
@@ -290,18 +395,63 @@ impl Policy {
                 Some("upload_url") => true,
                 Some(o) => return Err(("response", format!("`{o}` must be \"upload_url\""))),
             },
+            origin: match r.origin.as_deref() {
+                None => OriginKind::Api,
+                Some(o) => OriginKind::parse(o).ok_or((
+                    "origin",
+                    format!("`{o}` must be \"api\", \"upload\", \"download\" or \"public_download\""),
+                ))?,
+            },
+            answer_bytes: match r.answer.as_deref() {
+                None | Some("json") => false,
+                Some("bytes") => true,
+                Some(o) => return Err(("answer", format!("`{o}` must be \"json\" or \"bytes\""))),
+            },
+            tail,
         })
     }
 
     fn insert(&mut self, route: Route) -> Result<(), String> {
         let idx = self.routes.len();
         let mut node = &mut self.root;
-        for seg in route.template[1..].split('/').filter(|s| !s.is_empty()) {
+        let segs: Vec<&str> = route.template[1..].split('/').collect();
+        let walk = if route.tail {
+            &segs[..segs.len() - 1]
+        } else {
+            &segs[..]
+        };
+        for seg in walk {
+            if !node.tail.is_empty() {
+                return Err(format!(
+                    "`{}` goes below the `{{name*}}` tail of route `{}`",
+                    route.template, self.routes[node.tail[0].1].name
+                ));
+            }
             node = if seg.starts_with('{') {
                 node.param.get_or_insert_with(Default::default)
             } else {
-                node.literal.entry(seg.into()).or_default()
+                node.literal.entry((*seg).into()).or_default()
             };
+        }
+        if route.tail {
+            if !node.literal.is_empty() || node.param.is_some() {
+                return Err(format!(
+                    "the `{{name*}}` tail of `{}` overlaps longer routes",
+                    route.template
+                ));
+            }
+            if let Some((_, other)) = node.tail.iter().find(|(m, _)| *m == route.method) {
+                return Err(format!(
+                    "`{} {}` overlaps route `{}` ({})",
+                    route.method,
+                    route.template,
+                    self.routes[*other].name,
+                    self.routes[*other].template
+                ));
+            }
+            node.tail.push((route.method.clone(), idx));
+            self.routes.push(route);
+            return Ok(());
         }
         if let Some((_, other)) = node.methods.iter().find(|(m, _)| *m == route.method) {
             return Err(format!(
@@ -319,10 +469,67 @@ impl Policy {
 
     /// Finds the route for a canonical path (see [`crate::target`]).
     pub fn find<'p>(&self, method: &Method, path: &'p str) -> Option<Match<'_, 'p>> {
+        self.find_slash(method, path, false)
+    }
+
+    /// [`Policy::find`] for a path that the client sent with one trailing
+    /// slash after it (`slash`): only a `{name*}` tail route with an empty
+    /// tail takes that shape.
+    pub fn find_slash<'p>(
+        &self,
+        method: &Method,
+        path: &'p str,
+        slash: bool,
+    ) -> Option<Match<'_, 'p>> {
+        let f = self.walk(path, slash)?;
+        let idx = f.methods.iter().find(|(m, _)| m == method)?.1;
+        Some(Match {
+            route: &self.routes[idx],
+            params: f.params,
+            count: f.count,
+        })
+    }
+
+    /// Every route (any method) at a canonical path, `slash` as for
+    /// [`Policy::find_slash`].
+    pub fn routes_at(&self, path: &str, slash: bool) -> impl Iterator<Item = &Route> {
+        self.walk(path, slash)
+            .map_or(&[][..], |f| f.methods)
+            .iter()
+            .map(|(_, i)| &self.routes[*i])
+    }
+
+    /// The trie walk: one candidate node per path, no backtracking. A node
+    /// with a tail ends the walk: what follows is the tail (at least one
+    /// segment, or nothing and the trailing slash).
+    fn walk<'a, 'p>(&'a self, path: &'p str, slash: bool) -> Option<Found<'a, 'p>> {
         let mut node = &self.root;
         let mut params = [""; MAX_PARAMS];
         let mut count = 0;
-        for seg in path.strip_prefix('/')?.split('/').filter(|s| !s.is_empty()) {
+        let mut segs = path.strip_prefix('/')?.split('/').filter(|s| !s.is_empty());
+        loop {
+            if !node.tail.is_empty() {
+                let rest = segs.next().is_some();
+                // `.../content` (no slash, no asset) is not the tail's
+                // shape: only routes of exactly that path take it.
+                let methods = match (rest, slash) {
+                    (true, false) | (false, true) => &node.tail,
+                    (false, false) => &node.methods,
+                    (true, true) => return None,
+                };
+                return Some(Found {
+                    methods,
+                    params,
+                    count,
+                });
+            }
+            let Some(seg) = segs.next() else {
+                return (!slash).then_some(Found {
+                    methods: &node.methods,
+                    params,
+                    count,
+                });
+            };
             node = match node.literal.get(seg) {
                 Some(n) => n,
                 None => {
@@ -336,12 +543,30 @@ impl Policy {
                 }
             };
         }
-        let idx = node.methods.iter().find(|(m, _)| m == method)?.1;
-        Some(Match {
-            route: &self.routes[idx],
-            params,
-            count,
-        })
+    }
+
+    /// The `[fields]` entries a token holding `held` may not see, as bits
+    /// (entry `i` is bit `i`). Box answers as the parent, so these are
+    /// taken out of `?fields=` and of the answer.
+    pub fn hidden_fields(&self, held: ScopeSet) -> u64 {
+        let mut bits = 0;
+        for (i, f) in self.fields.iter().enumerate() {
+            if !f.needs.is_some_and(|s| held.intersects(s)) {
+                bits |= 1 << i;
+            }
+        }
+        bits
+    }
+
+    /// Is `name` among the `hidden` fields? Compared without regard to
+    /// ASCII case: removing more is never a leak.
+    pub fn is_hidden(&self, hidden: u64, name: &str) -> bool {
+        hidden != 0
+            && self
+                .fields
+                .iter()
+                .enumerate()
+                .any(|(i, f)| hidden & (1 << i) != 0 && f.name.eq_ignore_ascii_case(name))
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -349,13 +574,28 @@ impl Policy {
     }
 }
 
-/// Checks a path template and returns its parameter names in order.
-fn template_params(path: &str) -> Result<Vec<String>, String> {
+/// Checks a path template and returns its parameter names in order, and
+/// whether it ends in a `{name*}` tail.
+fn template_params(path: &str) -> Result<(Vec<String>, bool), String> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(format!("`{path}` must start with /"));
     };
     let mut params = Vec::new();
+    let mut tail = false;
     for seg in rest.split('/') {
+        if tail {
+            return Err(format!("`{path}`: a `{{name*}}` tail must be the last segment"));
+        }
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix("*}")) {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("`{seg}` is not a valid tail name"));
+            }
+            if rest == seg {
+                return Err(format!("`{path}`: a tail needs a literal prefix"));
+            }
+            tail = true;
+            continue;
+        }
         if seg.is_empty() {
             return Err(format!("`{path}` has an empty segment or a trailing slash"));
         }
@@ -382,7 +622,7 @@ fn template_params(path: &str) -> Result<Vec<String>, String> {
     if params.len() > MAX_PARAMS {
         return Err(format!("more than {MAX_PARAMS} parameters"));
     }
-    Ok(params)
+    Ok((params, tail))
 }
 
 fn parse_object(
