@@ -802,5 +802,86 @@ mod tests {
         assert!(p.routes().len() >= 50);
         let m = p.find(&Method::POST, "/api/2.0/files/content").unwrap();
         assert_eq!(&*m.route.name, "file.upload");
+        assert_eq!(m.route.origin, OriginKind::Upload);
+        let rep = "/api/2.0/internal_files/1/versions/2/representations/jpg_32x32/content";
+        let m = p.find_slash(&Method::GET, rep, true).unwrap();
+        assert_eq!(&*m.route.name, "file.representation.content");
+        assert_eq!((m.route.origin, m.route.answer_bytes), (OriginKind::Download, true));
+        assert_eq!(m.param(0), Some("1"));
+        let dl = p.find(&Method::GET, "/api/2.0/files/1/content").unwrap();
+        assert_eq!(dl.route.origin, OriginKind::PublicDownload);
+        assert_eq!(p.fields.len(), 7);
+        let read = p.scopes.exact(["item_read"]).unwrap();
+        let hidden = p.hidden_fields(read);
+        for f in ["shared_link", "Representations", "upload_token", "authenticated_download_url"] {
+            assert!(p.is_hidden(hidden, f), "{f}");
+        }
+        assert!(!p.is_hidden(hidden, "name"));
+        let all = p.scopes.exact(["root_readwrite"]).unwrap();
+        let hidden = p.hidden_fields(p.scopes.expand(all));
+        assert!(!p.is_hidden(hidden, "shared_link"));
+        assert!(p.is_hidden(hidden, "upload_token"));
+    }
+
+    const TAIL: &str = r#"
+        [[route]]
+        name = "rep"
+        method = "GET"
+        path = "/r/{id}/content/{asset*}"
+        scopes = ["item_preview"]
+        object = "file:path.id"
+        [[route]]
+        name = "exact"
+        method = "GET"
+        path = "/r/{id}/content"
+        scopes = ["item_read"]
+        object = "file:path.id"
+    "#;
+
+    #[test]
+    fn a_tail_takes_more_segments_or_exactly_one_trailing_slash() {
+        let p = policy(TAIL).unwrap();
+        let name = |path, slash| {
+            p.find_slash(&Method::GET, path, slash)
+                .map(|m| m.route.name.to_string())
+        };
+        assert_eq!(name("/r/1/content", true).as_deref(), Some("rep"));
+        assert_eq!(name("/r/1/content/3.pdf", false).as_deref(), Some("rep"));
+        assert_eq!(name("/r/1/content/a/b.png", false).as_deref(), Some("rep"));
+        assert_eq!(name("/r/1/content", false).as_deref(), Some("exact"));
+        // A slash after a non-empty tail, or on a route without a tail: no.
+        assert_eq!(name("/r/1/content/3.pdf", true), None);
+        assert_eq!(name("/r/1", true), None);
+        assert_eq!(p.find_slash(&Method::GET, "/r/1/content", true).unwrap().param(0), Some("1"));
+    }
+
+    #[test]
+    fn tails_fields_origins_and_answers_are_checked() {
+        let errs = |t: &str| policy(t).unwrap_err().to_string();
+        let route = |extra: &str, path: &str| {
+            format!(
+                "[[route]]\nname = \"a\"\nmethod = \"GET\"\npath = \"{path}\"\nscopes = [\"item_read\"]\nobject = \"none\"\nrestricted = \"deny\"\n{extra}\n"
+            )
+        };
+        assert!(errs(&route("", "/a/{t*}/b")).contains("route[0].path"));
+        assert!(errs(&route("", "/{t*}")).contains("literal prefix"));
+        assert!(errs(&route("origin = \"cdn\"", "/a")).contains("route[0].origin"));
+        assert!(errs(&route("answer = \"xml\"", "/a")).contains("route[0].answer"));
+        let e = errs("[fields]\nshared_link = \"item_shares\"\n");
+        assert!(e.contains("p.toml: fields.shared_link"), "{e}");
+        assert!(errs("[fields]\n\"Shared\" = \"item_share\"\n").contains("fields.Shared"));
+        // A route below a tail, or a tail over longer routes, would match one path two ways.
+        let two = format!(
+            "{}{}",
+            route("", "/a/{t*}"),
+            route("", "/a/b/c").replace("\"a\"", "\"b\"")
+        );
+        assert!(errs(&two).contains("tail"), "{}", errs(&two));
+        let two = format!(
+            "{}{}",
+            route("", "/a/b/c"),
+            route("", "/a/{t*}").replace("\"a\"", "\"b\"")
+        );
+        assert!(errs(&two).contains("tail"), "{}", errs(&two));
     }
 }
