@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 
 use crate::body::{self, Body};
 use crate::config::Upstream;
@@ -102,8 +102,9 @@ fn is_callback(name: Option<&str>) -> bool {
 /// Maps one absolute URL of an answer. A URL on a known upstream origin
 /// becomes the same path and query on the gateway (`gateway`: scheme and
 /// authority, no path), but only if that path is canonical and the policy
-/// routes it back to that same origin: so the gateway URL reaches exactly
-/// the upstream URL it replaced. A known-origin URL that does not round
+/// routes it back to that same origin for the method a client uses on it
+/// (`POST` for `upload_url`, `GET` for everything else): so the gateway
+/// URL reaches exactly the upstream URL it replaced. A known-origin URL that does not round
 /// trip, or any URL when the gateway's own address is unknown, is dropped;
 /// a URL on another host is dropped under a callback member
 /// ([`is_callback`]) and kept elsewhere (a shared link's web page, say).
@@ -138,7 +139,12 @@ pub fn map_url(
     let Some(gateway) = gateway else {
         return UrlAction::Drop;
     };
-    if routes_back(policy, rest, kinds) {
+    let method = if name == Some("upload_url") {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    if routes_back(policy, &method, rest, kinds) {
         UrlAction::Replace(format!("{gateway}{rest}"))
     } else {
         UrlAction::Drop
@@ -147,7 +153,12 @@ pub fn map_url(
 
 /// Does `rest` (path and query of a URL on an origin of `kinds`) name a
 /// route of one of those kinds, spelled as the gateway forwards it?
-fn routes_back(policy: &Policy, rest: &str, kinds: impl Iterator<Item = OriginKind>) -> bool {
+fn routes_back(
+    policy: &Policy,
+    method: &Method,
+    rest: &str,
+    kinds: impl Iterator<Item = OriginKind>,
+) -> bool {
     if rest.contains('#') {
         return false;
     }
@@ -170,8 +181,8 @@ fn routes_back(policy: &Policy, rest: &str, kinds: impl Iterator<Item = OriginKi
     }
     let kinds: Vec<OriginKind> = kinds.collect();
     policy
-        .routes_at(path, slash)
-        .any(|r| kinds.contains(&r.origin))
+        .find_slash(method, path, slash)
+        .is_some_and(|m| kinds.contains(&m.route.origin))
 }
 
 /// The gateway as clients reach it: `[listen] public_url`, or the scheme
@@ -329,7 +340,9 @@ answer = "bytes"
     /// sends that path to (the route's origin plus the same path and query).
     fn round_trip(url: &str) -> Option<String> {
         let (p, o) = setup();
-        let UrlAction::Replace(gw) = map_url(&p, &o, Some("https://gw.example"), None, url) else {
+        let name = url.contains("files/content").then_some("upload_url");
+        let method = if name.is_some() { Method::POST } else { Method::GET };
+        let UrlAction::Replace(gw) = map_url(&p, &o, Some("https://gw.example"), name, url) else {
             return None;
         };
         let rest = gw.strip_prefix("https://gw.example").unwrap();
@@ -338,7 +351,7 @@ answer = "bytes"
             Some(p) => (p.to_string(), true),
             None => (path.clone(), false),
         };
-        let route = p.routes_at(&path, slash).next()?;
+        let route = p.find_slash(&method, &path, slash)?.route;
         let base = o.list.iter().find(|(k, _)| *k == route.origin)?.1.clone();
         Some(format!("{base}{rest}"))
     }

@@ -490,15 +490,6 @@ impl Policy {
         })
     }
 
-    /// Every route (any method) at a canonical path, `slash` as for
-    /// [`Policy::find_slash`].
-    pub fn routes_at(&self, path: &str, slash: bool) -> impl Iterator<Item = &Route> {
-        self.walk(path, slash)
-            .map_or(&[][..], |f| f.methods)
-            .iter()
-            .map(|(_, i)| &self.routes[*i])
-    }
-
     /// The trie walk: one candidate node per path, no backtracking. A node
     /// with a tail ends the walk: what follows is the tail (at least one
     /// segment, or nothing and the trailing slash).

@@ -34,8 +34,13 @@ struct Seen {
 type Log = Arc<Mutex<Vec<Seen>>>;
 
 /// A file as Box sends it with every field UI Elements ask for; `me` is
-/// the upstream's own `http://host:port`.
+/// the upstream's own `http://host:port`, `dl` the host of its
+/// representation content.
 fn file_json(me: &str, id: &str) -> Value {
+    file_json_dl(me, me, id)
+}
+
+fn file_json_dl(me: &str, dl: &str, id: &str) -> Value {
     json!({
         "type": "file", "id": id, "name": "plan.txt", "size": 9,
         "shared_link": {"url": "https://app.box.com/s/abc", "download_url": "https://app.box.com/shared/static/abc.txt", "access": "open"},
@@ -45,7 +50,7 @@ fn file_json(me: &str, id: &str) -> Value {
             "representation": "jpg",
             "properties": {"dimensions": "32x32"},
             "info": {"url": format!("{me}/2.0/internal_files/{id}/versions/5/representations/jpg_32x32")},
-            "content": {"url_template": format!("{me}/api/2.0/internal_files/{id}/versions/5/representations/jpg_32x32/content/{{+asset_path}}")},
+            "content": {"url_template": format!("{dl}/api/2.0/internal_files/{id}/versions/5/representations/jpg_32x32/content/{{+asset_path}}")},
             "status": {"state": "success"}
         }]},
         "path_collection": {"total_count": 1, "entries": [{"type": "folder", "id": "100", "name": "Projects"}]},
@@ -53,7 +58,7 @@ fn file_json(me: &str, id: &str) -> Value {
     })
 }
 
-async fn answer(me: String, seen: Seen) -> Response<Full<Bytes>> {
+async fn answer(me: String, dl: String, seen: Seen) -> Response<Full<Bytes>> {
     let path = seen.target.split('?').next().unwrap_or("").to_string();
     let json_answer = |v: Value| {
         Response::builder()
@@ -62,7 +67,7 @@ async fn answer(me: String, seen: Seen) -> Response<Full<Bytes>> {
             .unwrap()
     };
     match (seen.method.as_str(), path.as_str()) {
-        ("GET", "/2.0/files/1001") => json_answer(file_json(&me, "1001")),
+        ("GET", "/2.0/files/1001") => json_answer(file_json_dl(&me, &dl, "1001")),
         ("GET", "/2.0/folders/100/items") => {
             let entries: Vec<Value> = (0..3)
                 .map(|i| file_json(&me, &format!("10{i}")))
@@ -115,8 +120,14 @@ async fn answer(me: String, seen: Seen) -> Response<Full<Bytes>> {
 }
 
 async fn start_upstream() -> (SocketAddr, Log) {
+    start_upstream_dl(None).await
+}
+
+/// The scripted upstream; its representation URLs name `dl` when given.
+async fn start_upstream_dl(dl: Option<SocketAddr>) -> (SocketAddr, Log) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    let dl = format!("http://{}", dl.unwrap_or(addr));
     let log: Log = Arc::default();
     let rec = log.clone();
     tokio::spawn(async move {
@@ -125,6 +136,7 @@ async fn start_upstream() -> (SocketAddr, Log) {
                 continue;
             };
             let rec = rec.clone();
+            let dl = dl.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let seen = Seen {
@@ -137,10 +149,11 @@ async fn start_upstream() -> (SocketAddr, Log) {
                         headers: req.headers().clone(),
                     };
                     rec.lock().unwrap().push(seen.clone());
+                    let dl = dl.clone();
                     async move {
                         // Drain the request body first.
                         let _ = req.into_body().collect().await;
-                        Ok::<_, Infallible>(answer(format!("http://{addr}"), seen).await)
+                        Ok::<_, Infallible>(answer(format!("http://{addr}"), dl, seen).await)
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -413,6 +426,57 @@ async fn an_answer_that_cannot_be_read_is_a_502_never_passed_on() {
         );
         assert_eq!(last(&log).target, format!("/2.0/files/{id}"));
     }
+    gw.stop().await;
+    minter.stop().await;
+}
+
+#[tokio::test]
+async fn each_route_goes_to_the_origin_the_policy_names() {
+    // B serves representation content; A is the API and names B in its
+    // representation URLs.
+    let (b, b_log) = start_upstream().await;
+    let (a, a_log) = start_upstream_dl(Some(b)).await;
+    let keyring = scopegate::token::Keyring::generate_toml("shared");
+    let minter = Harness::start_with(Opts {
+        keyring: Some(keyring.clone()),
+        ..Default::default()
+    })
+    .await;
+    let gw = Harness::start_edited(
+        Opts {
+            keyring: Some(keyring),
+            upstream: Some(a),
+            bare_upstream: true,
+            ..Default::default()
+        },
+        |text| {
+            text.replace(
+                &format!("api = \"http://{a}\"\n"),
+                &format!("api = \"http://{a}\"\ndownload = \"http://{b}\"\n"),
+            )
+        },
+    )
+    .await;
+    let t = minter
+        .mint("item_read item_preview item_download", None)
+        .await;
+    let r = gw.get("/2.0/files/1001", &t).await;
+    assert_eq!(r.status, 200);
+    let body = r.json();
+    let me = format!("http://{}", gw.addr);
+    let template = body["representations"]["entries"][0]["content"]["url_template"]
+        .as_str()
+        .unwrap();
+    assert!(template.starts_with(&me), "{template}");
+    // A's own download URL would be sent to the download host (B), not
+    // back to A: it does not round trip, so it is removed.
+    assert!(body.get("authenticated_download_url").is_none(), "{body}");
+    let path = template.strip_prefix(&me).unwrap().replace("{+asset_path}", "");
+    let before = a_log.lock().unwrap().len();
+    let r = gw.get(&path, &t).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(last(&b_log).target, path);
+    assert_eq!(a_log.lock().unwrap().len(), before, "the API host got a download");
     gw.stop().await;
     minter.stop().await;
 }
