@@ -348,6 +348,10 @@ async fn urls_in_answers_point_at_the_gateway_and_work_there() {
     let paged = path.clone() + "1.png";
     assert_eq!(gw.get(&paged, &t).await.status, 200);
     assert_eq!(last(&log).target, paged);
+    // A download URL on a host the gateway does not know is removed, even
+    // for a token that may download: the client would send its token there.
+    let r = gw.get("/2.0/search?query=plan", &t).await;
+    assert_eq!(r.json()["next"], json!({"n": 1}));
     gw.stop().await;
     minter.stop().await;
 }
