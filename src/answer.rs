@@ -90,6 +90,20 @@ pub struct Plan {
     pub(crate) limit: usize,
 }
 
+impl Plan {
+    /// A plan for a token with these `hidden` fields (see
+    /// [`Policy::hidden_fields`]); `enforce` builds one per permitted request
+    /// whose answer is rewritten.
+    pub fn new(policy: Arc<Policy>, hidden: u64, origins: Arc<Origins>, limit: usize) -> Plan {
+        Plan {
+            policy,
+            hidden,
+            origins,
+            limit,
+        }
+    }
+}
+
 /// Members whose value is a URL a client calls back with its token: one on
 /// a host the gateway does not know is removed, never passed on.
 fn is_callback(name: Option<&str>) -> bool {
