@@ -343,13 +343,27 @@ fn answer(c: &mut Criterion) {
         timeout: Duration::from_secs(60),
         ca_bundle: None,
     };
-    let held = policy.scopes.expand(policy.scopes.exact(["base_explorer", "item_preview"]).unwrap());
+    let held = policy.scopes.expand(
+        policy
+            .scopes
+            .exact(["base_explorer", "item_preview"])
+            .unwrap(),
+    );
     let hidden = policy.hidden_fields(held);
-    let plan = Plan::new(Arc::new(policy), hidden, Arc::new(Origins::new(&upstream)), 8 << 20);
+    let plan = Plan::new(
+        Arc::new(policy),
+        hidden,
+        Arc::new(Origins::new(&upstream)),
+        8 << 20,
+    );
     let listing = folder_listing(100);
     let out = rewrite_json(&plan, Some("https://gw.example.com"), &listing).unwrap();
     assert!(!out.windows(13).any(|w| w == b"\"shared_link\""));
-    eprintln!("folder listing: {} bytes in, {} bytes out", listing.len(), out.len());
+    eprintln!(
+        "folder listing: {} bytes in, {} bytes out",
+        listing.len(),
+        out.len()
+    );
     let mut g = c.benchmark_group("answer");
     g.throughput(criterion::Throughput::Bytes(listing.len() as u64));
     g.bench_function("folder_items_100", |b| {

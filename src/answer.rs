@@ -201,7 +201,11 @@ fn routes_back(
 
 /// The gateway as clients reach it: `[listen] public_url`, or the scheme
 /// and `Host` of this request. No trailing slash.
-pub fn gateway_base(public_url: Option<&Uri>, host: Option<&HeaderValue>, tls: bool) -> Option<String> {
+pub fn gateway_base(
+    public_url: Option<&Uri>,
+    host: Option<&HeaderValue>,
+    tls: bool,
+) -> Option<String> {
     match (public_url, host.and_then(|h| h.to_str().ok())) {
         (Some(u), _) => Some(origin_text(u)),
         (None, Some(host)) if !host.is_empty() && !host.contains(['/', '@', '?', '#', ' ']) => {
@@ -222,7 +226,13 @@ impl Rules for AnswerRules<'_> {
     }
 
     fn url(&mut self, name: Option<&str>, url: &str) -> UrlAction {
-        map_url(&self.plan.policy, &self.plan.origins, self.gateway, name, url)
+        map_url(
+            &self.plan.policy,
+            &self.plan.origins,
+            self.gateway,
+            name,
+            url,
+        )
     }
 }
 
@@ -236,7 +246,11 @@ pub enum Unreadable {
 }
 
 /// Rewrites a JSON body whole (pure: the caller read it).
-pub fn rewrite_json(plan: &Plan, gateway: Option<&str>, json: &[u8]) -> Result<Vec<u8>, Unreadable> {
+pub fn rewrite_json(
+    plan: &Plan,
+    gateway: Option<&str>,
+    json: &[u8],
+) -> Result<Vec<u8>, Unreadable> {
     let mut rules = AnswerRules { plan, gateway };
     crate::redact::redact(json, &mut rules).map_err(|_| Unreadable::NotJson)
 }
@@ -355,7 +369,11 @@ answer = "bytes"
     fn round_trip(url: &str) -> Option<String> {
         let (p, o) = setup();
         let name = url.contains("files/content").then_some("upload_url");
-        let method = if name.is_some() { Method::POST } else { Method::GET };
+        let method = if name.is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        };
         let UrlAction::Replace(gw) = map_url(&p, &o, Some("https://gw.example"), name, url) else {
             return None;
         };
@@ -382,7 +400,10 @@ answer = "bytes"
             "HTTPS://Public.BoxCloud.com:443/api/2.0/files/12/content",
         ] {
             let back = round_trip(url).unwrap_or_else(|| panic!("{url} was not rewritten"));
-            let want = url.replace("HTTPS://Public.BoxCloud.com:443", "https://public.boxcloud.com");
+            let want = url.replace(
+                "HTTPS://Public.BoxCloud.com:443",
+                "https://public.boxcloud.com",
+            );
             assert_eq!(back, want);
         }
     }

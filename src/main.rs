@@ -65,8 +65,14 @@ fn main() -> ExitCode {
                     let object = format!("{:?}", r.object);
                     let _ = writeln!(
                         out,
-                        "{:<32} {:<7} {:<56} {:<36} {}",
-                        r.name, r.method, r.template, object, r.scope_names
+                        "{:<32} {:<7} {:<56} {:<36} {} (origin {}{})",
+                        r.name,
+                        r.method,
+                        r.template,
+                        object,
+                        r.scope_names,
+                        r.origin.as_str(),
+                        if r.answer_bytes { ", answer bytes" } else { "" }
                     );
                 }
                 ExitCode::SUCCESS

@@ -399,7 +399,9 @@ impl Policy {
                 None => OriginKind::Api,
                 Some(o) => OriginKind::parse(o).ok_or((
                     "origin",
-                    format!("`{o}` must be \"api\", \"upload\", \"download\" or \"public_download\""),
+                    format!(
+                        "`{o}` must be \"api\", \"upload\", \"download\" or \"public_download\""
+                    ),
                 ))?,
             },
             answer_bytes: match r.answer.as_deref() {
@@ -575,7 +577,9 @@ fn template_params(path: &str) -> Result<(Vec<String>, bool), String> {
     let mut tail = false;
     for seg in rest.split('/') {
         if tail {
-            return Err(format!("`{path}`: a `{{name*}}` tail must be the last segment"));
+            return Err(format!(
+                "`{path}`: a `{{name*}}` tail must be the last segment"
+            ));
         }
         if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix("*}")) {
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -797,14 +801,22 @@ mod tests {
         let rep = "/api/2.0/internal_files/1/versions/2/representations/jpg_32x32/content";
         let m = p.find_slash(&Method::GET, rep, true).unwrap();
         assert_eq!(&*m.route.name, "file.representation.content");
-        assert_eq!((m.route.origin, m.route.answer_bytes), (OriginKind::Download, true));
+        assert_eq!(
+            (m.route.origin, m.route.answer_bytes),
+            (OriginKind::Download, true)
+        );
         assert_eq!(m.param(0), Some("1"));
         let dl = p.find(&Method::GET, "/api/2.0/files/1/content").unwrap();
         assert_eq!(dl.route.origin, OriginKind::PublicDownload);
         assert_eq!(p.fields.len(), 7);
         let read = p.scopes.exact(["item_read"]).unwrap();
         let hidden = p.hidden_fields(read);
-        for f in ["shared_link", "Representations", "upload_token", "authenticated_download_url"] {
+        for f in [
+            "shared_link",
+            "Representations",
+            "upload_token",
+            "authenticated_download_url",
+        ] {
             assert!(p.is_hidden(hidden, f), "{f}");
         }
         assert!(!p.is_hidden(hidden, "name"));
@@ -843,7 +855,12 @@ mod tests {
         // A slash after a non-empty tail, or on a route without a tail: no.
         assert_eq!(name("/r/1/content/3.pdf", true), None);
         assert_eq!(name("/r/1", true), None);
-        assert_eq!(p.find_slash(&Method::GET, "/r/1/content", true).unwrap().param(0), Some("1"));
+        assert_eq!(
+            p.find_slash(&Method::GET, "/r/1/content", true)
+                .unwrap()
+                .param(0),
+            Some("1")
+        );
     }
 
     #[test]

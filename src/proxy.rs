@@ -232,7 +232,10 @@ pub async fn forward(
     if permit.answer.is_some() {
         // An answer to rewrite must come as it is: a content coding would
         // be a 502 (see `crate::answer`).
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
     }
 
     let mut req = Request::new(body);

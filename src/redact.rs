@@ -457,9 +457,11 @@ mod tests {
 
     #[test]
     fn hidden_members_go_at_any_depth() {
-        let v = run(r#"{"type":"folder","shared_link":{"url":"x"},"item_collection":{"entries":[
+        let v = run(
+            r#"{"type":"folder","shared_link":{"url":"x"},"item_collection":{"entries":[
             {"type":"file","id":"1","shared_link":null,"name":"a"},
-            {"type":"file","id":"2","nested":[{"shared_link":1}],"shared_link":{"a":[1,2]}}]}}"#)
+            {"type":"file","id":"2","nested":[{"shared_link":1}],"shared_link":{"a":[1,2]}}]}}"#,
+        )
         .unwrap();
         assert_eq!(
             v,
@@ -498,10 +500,12 @@ mod tests {
 
     #[test]
     fn urls_are_replaced_kept_or_dropped() {
-        let v = run(r#"{"upload_url":"https://up.example/api/2.0/files/content?x=1",
+        let v = run(
+            r#"{"upload_url":"https://up.example/api/2.0/files/content?x=1",
             "authenticated_download_url":"https://elsewhere/api/2.0/files/1/content",
             "url":"https://elsewhere/s/abc","list":["https://up.example/a","b"],
-            "esc":"https:\/\/up.example\/q\"x"}"#)
+            "esc":"https:\/\/up.example\/q\"x"}"#,
+        )
         .unwrap();
         assert_eq!(
             v,
@@ -550,10 +554,7 @@ mod tests {
                 "{bad:?}"
             );
         }
-        assert_eq!(
-            redact(b"\"\xff\"", &mut Test),
-            Err(RedactError::Syntax)
-        );
+        assert_eq!(redact(b"\"\xff\"", &mut Test), Err(RedactError::Syntax));
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         assert_eq!(
             redact(deep.as_bytes(), &mut Test),

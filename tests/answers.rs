@@ -69,9 +69,7 @@ async fn answer(me: String, dl: String, seen: Seen) -> Response<Full<Bytes>> {
     match (seen.method.as_str(), path.as_str()) {
         ("GET", "/2.0/files/1001") => json_answer(file_json_dl(&me, &dl, "1001")),
         ("GET", "/2.0/folders/100/items") => {
-            let entries: Vec<Value> = (0..3)
-                .map(|i| file_json(&me, &format!("10{i}")))
-                .collect();
+            let entries: Vec<Value> = (0..3).map(|i| file_json(&me, &format!("10{i}"))).collect();
             json_answer(json!({"total_count": 3, "entries": entries, "offset": 0, "limit": 100}))
         }
         ("GET", "/2.0/search") => json_answer(json!({
@@ -96,7 +94,9 @@ async fn answer(me: String, dl: String, seen: Seen) -> Response<Full<Bytes>> {
             .unwrap(),
         ("GET", "/2.0/files/1002") => Response::builder()
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(br#"{"shared_link":{"url":"x"}"#)))
+            .body(Full::new(Bytes::from_static(
+                br#"{"shared_link":{"url":"x"}"#,
+            )))
             .unwrap(),
         ("GET", "/2.0/files/1003") => Response::builder()
             .header("content-type", "application/json")
@@ -105,7 +105,9 @@ async fn answer(me: String, dl: String, seen: Seen) -> Response<Full<Bytes>> {
             .unwrap(),
         ("GET", "/2.0/files/1004") => {
             let big = "x".repeat(100_000);
-            json_answer(json!({"type": "file", "id": "1004", "description": big, "shared_link": {"url": "x"}}))
+            json_answer(
+                json!({"type": "file", "id": "1004", "description": big, "shared_link": {"url": "x"}}),
+            )
         }
         ("GET", "/2.0/files/1005") => Response::builder()
             .header("content-type", "text/html")
@@ -114,7 +116,9 @@ async fn answer(me: String, dl: String, seen: Seen) -> Response<Full<Bytes>> {
         _ => Response::builder()
             .status(404)
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(br#"{"type":"error","status":404}"#)))
+            .body(Full::new(Bytes::from_static(
+                br#"{"type":"error","status":404}"#,
+            )))
             .unwrap(),
     }
 }
@@ -188,7 +192,11 @@ async fn setup() -> (Harness, Harness, Log) {
 }
 
 fn last(log: &Log) -> Seen {
-    log.lock().unwrap().last().cloned().expect("the upstream saw a request")
+    log.lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("the upstream saw a request")
 }
 
 /// The decoded `fields` values of a forwarded target.
@@ -277,7 +285,10 @@ async fn folder_listings_and_search_are_redacted_in_every_entry() {
     let (gw, minter, log) = setup().await;
     let t = minter.mint("base_explorer item_preview", None).await;
     let r = gw
-        .get(&format!("/2.0/folders/100/items?fields={EXPLORER_FIELDS}"), &t)
+        .get(
+            &format!("/2.0/folders/100/items?fields={EXPLORER_FIELDS}"),
+            &t,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let body = r.json();
@@ -326,7 +337,9 @@ async fn urls_in_answers_point_at_the_gateway_and_work_there() {
         .unwrap();
     assert_eq!(
         template,
-        format!("{me}/api/2.0/internal_files/1001/versions/5/representations/jpg_32x32/content/{{+asset_path}}")
+        format!(
+            "{me}/api/2.0/internal_files/1001/versions/5/representations/jpg_32x32/content/{{+asset_path}}"
+        )
     );
     // The download works through the gateway, and its (JSON) bytes are
     // passed on untouched: content is never parsed.
@@ -362,15 +375,11 @@ async fn representation_routes_are_checked_like_any_route() {
     let rep = "/api/2.0/internal_files/1001/versions/5/representations/jpg_32x32/content/";
     let read = minter.mint("item_read", None).await;
     assert_eq!(gw.get(rep, &read).await.status, 403);
-    let other = minter
-        .mint("item_preview", Some("/2.0/files/1002"))
-        .await;
+    let other = minter.mint("item_preview", Some("/2.0/files/1002")).await;
     let before = log.lock().unwrap().len();
     let r = gw.get(rep, &other).await;
     assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
-    let mine = minter
-        .mint("item_preview", Some("/2.0/files/1001"))
-        .await;
+    let mine = minter.mint("item_preview", Some("/2.0/files/1001")).await;
     assert_eq!(gw.get(rep, &mine).await.status, 200);
     // A trailing slash anywhere else is still refused, and never forwarded.
     for bad in [
@@ -475,12 +484,19 @@ async fn each_route_goes_to_the_origin_the_policy_names() {
     // A's own download URL would be sent to the download host (B), not
     // back to A: it does not round trip, so it is removed.
     assert!(body.get("authenticated_download_url").is_none(), "{body}");
-    let path = template.strip_prefix(&me).unwrap().replace("{+asset_path}", "");
+    let path = template
+        .strip_prefix(&me)
+        .unwrap()
+        .replace("{+asset_path}", "");
     let before = a_log.lock().unwrap().len();
     let r = gw.get(&path, &t).await;
     assert_eq!(r.status, 200);
     assert_eq!(last(&b_log).target, path);
-    assert_eq!(a_log.lock().unwrap().len(), before, "the API host got a download");
+    assert_eq!(
+        a_log.lock().unwrap().len(),
+        before,
+        "the API host got a download"
+    );
     gw.stop().await;
     minter.stop().await;
 }
