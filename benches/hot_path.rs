@@ -22,7 +22,8 @@
 //!   every entry) for a token that may not see shared links or downloads,
 //!   with every URL mapped to the gateway (`answer::rewrite_json`); next to
 //!   it `serde_value_roundtrip`, a parse into `serde_json::Value` and back,
-//!   for scale.
+//!   for scale; and `file_info_small`, the load benchmark's ~250-byte
+//!   file info answer.
 //! - `revocation/1M`: `RevocationState::is_revoked` with 1,000,000 token
 //!   entries, for a revoked and a not-revoked token; and the check a cached
 //!   grant makes (`is_revoked_checked`) when nothing changed since its last.
@@ -368,6 +369,13 @@ fn answer(c: &mut Criterion) {
     g.throughput(criterion::Throughput::Bytes(listing.len() as u64));
     g.bench_function("folder_items_100", |b| {
         b.iter(|| rewrite_json(&plan, Some("https://gw.example.com"), black_box(&listing)).unwrap())
+    });
+    // The load benchmark's file info answer (~250 bytes), the common case.
+    let file = br#"{"type":"file","id":"1001","name":"file-1001.pdf","etag":"1","sequence_id":"1","sha1":"85136c79cbf9fe36bb9d05d0639c70c265c18d37","file_version":{"type":"file_version","id":"91001","sha1":"85136c79cbf9fe36bb9d05d0639c70c265c18d37"}}"#;
+    g.bench_function("file_info_small", |b| {
+        b.iter(|| {
+            rewrite_json(&plan, Some("https://gw.example.com"), black_box(&file[..])).unwrap()
+        })
     });
     g.bench_function("serde_value_roundtrip", |b| {
         b.iter(|| {
