@@ -54,7 +54,7 @@ pub struct Metrics {
     pub revocation_propagation_seconds: Histogram,
     pub revocation_stream_staleness_seconds: IntGauge,
     pub introspection_errors: IntCounter,
-    /// kind (unreachable|timeout).
+    /// kind (unreachable|timeout|answer: an answer to rewrite that could not be read).
     pub upstream_errors: IntCounterVec,
     /// result (hit|miss|error): folder-subtree ancestry lookups.
     pub ancestry_lookups: IntCounterVec,
