@@ -17,6 +17,13 @@
 //!   on the shipped Box policy.
 //! - `token/seal` and `token/verify_miss`: minting, and what a cache miss
 //!   costs (digest + AES-GCM open + JSON claims + `Grant::from_claims`).
+//! - `answer/folder_items_100`: rewriting a 100-entry folder listing
+//!   (~90 KB, Box's shape: shared link, download URL, representations in
+//!   every entry) for a token that may not see shared links or downloads,
+//!   with every URL mapped to the gateway (`answer::rewrite_json`); next to
+//!   it `serde_value_roundtrip`, a parse into `serde_json::Value` and back,
+//!   for scale; and `file_info_small`, the load benchmark's ~250-byte
+//!   file info answer.
 //! - `revocation/1M`: `RevocationState::is_revoked` with 1,000,000 token
 //!   entries, for a revoked and a not-revoked token; and the check a cached
 //!   grant makes (`is_revoked_checked`) when nothing changed since its last.
@@ -312,9 +319,105 @@ fn revocation(c: &mut Criterion) {
     g.finish();
 }
 
+/// A folder listing as Box sends it to Explorer: `n` entries with the
+/// fields Explorer asks for.
+fn folder_listing(n: usize) -> Vec<u8> {
+    let entries: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let id = 100_000 + i;
+            serde_json::json!({
+                "type": "file", "id": id.to_string(), "etag": "3", "sequence_id": "3",
+                "name": format!("report-{i}.pdf"), "size": 123_456 + i, "extension": "pdf",
+                "created_at": "2026-01-02T03:04:05-08:00", "modified_at": "2026-01-02T03:04:05-08:00",
+                "description": "", "is_download_available": true,
+                "permissions": {"can_download": true, "can_preview": true, "can_upload": true,
+                    "can_comment": true, "can_rename": true, "can_delete": true, "can_share": true,
+                    "can_set_share_access": true, "can_invite_collaborator": true, "can_annotate": true},
+                "path_collection": {"total_count": 2, "entries": [
+                    {"type": "folder", "id": "0", "name": "All Files"},
+                    {"type": "folder", "id": "100", "name": "Projects"}]},
+                "modified_by": {"type": "user", "id": "11446498", "name": "Aaron Levie", "login": "ceo@example.com"},
+                "shared_link": {"url": format!("https://app.box.com/s/{id}"), "download_url": format!("https://app.box.com/shared/static/{id}.pdf"),
+                    "access": "open", "effective_access": "open", "is_password_enabled": false,
+                    "permissions": {"can_download": true, "can_preview": true}},
+                "authenticated_download_url": format!("https://public.boxcloud.com/api/2.0/files/{id}/content"),
+                "representations": {"entries": [{
+                    "representation": "jpg", "properties": {"dimensions": "320x320", "paged": "false", "thumb": "true"},
+                    "info": {"url": format!("https://api.box.com/2.0/internal_files/{id}/versions/7/representations/jpg_thumb_320x320")},
+                    "content": {"url_template": format!("https://dl.boxcloud.com/api/2.0/internal_files/{id}/versions/7/representations/jpg_thumb_320x320/content/{{+asset_path}}")},
+                    "status": {"state": "success"}}]}
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "total_count": n, "entries": entries, "offset": 0, "limit": 100,
+        "order": [{"by": "type", "direction": "ASC"}]
+    }))
+    .unwrap()
+}
+
+fn answer(c: &mut Criterion) {
+    use scopegate::answer::{Origins, Plan, rewrite_json};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/policy-box.toml");
+    let policy = scopegate::policy::Policy::load(&path).unwrap();
+    let upstream = scopegate::config::Upstream {
+        api: "https://api.box.com".parse().unwrap(),
+        upload: "https://upload.box.com".parse().unwrap(),
+        download: "https://dl.boxcloud.com".parse().unwrap(),
+        public_download: "https://public.boxcloud.com".parse().unwrap(),
+        token_endpoint: None,
+        revoke_endpoint: None,
+        connect_timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(60),
+        ca_bundle: None,
+        pool: Default::default(),
+    };
+    let held = policy.scopes.expand(
+        policy
+            .scopes
+            .exact(["base_explorer", "item_preview"])
+            .unwrap(),
+    );
+    let hidden = policy.hidden_fields(held);
+    let plan = Plan::new(
+        Arc::new(policy),
+        hidden,
+        Arc::new(Origins::new(&upstream)),
+        8 << 20,
+    );
+    let listing = folder_listing(100);
+    let out = rewrite_json(&plan, Some("https://gw.example.com"), &listing).unwrap();
+    assert!(!out.windows(13).any(|w| w == b"\"shared_link\""));
+    eprintln!(
+        "folder listing: {} bytes in, {} bytes out",
+        listing.len(),
+        out.len()
+    );
+    let mut g = c.benchmark_group("answer");
+    g.throughput(criterion::Throughput::Bytes(listing.len() as u64));
+    g.bench_function("folder_items_100", |b| {
+        b.iter(|| rewrite_json(&plan, Some("https://gw.example.com"), black_box(&listing)).unwrap())
+    });
+    g.bench_function("serde_value_roundtrip", |b| {
+        b.iter(|| {
+            let v: serde_json::Value = serde_json::from_slice(black_box(&listing)).unwrap();
+            serde_json::to_vec(&v).unwrap()
+        })
+    });
+    // The load benchmark's file info answer (~250 bytes), the common case.
+    let file = br#"{"type":"file","id":"1001","name":"file-1001.pdf","etag":"1","sequence_id":"1","sha1":"85136c79cbf9fe36bb9d05d0639c70c265c18d37","file_version":{"type":"file_version","id":"91001","sha1":"85136c79cbf9fe36bb9d05d0639c70c265c18d37"}}"#;
+    g.throughput(criterion::Throughput::Bytes(file.len() as u64));
+    g.bench_function("file_info_small", |b| {
+        b.iter(|| {
+            rewrite_json(&plan, Some("https://gw.example.com"), black_box(&file[..])).unwrap()
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
-    targets = decision, route_match, token, revocation
+    targets = decision, route_match, token, revocation, answer
 }
 criterion_main!(benches);

@@ -141,6 +141,8 @@ struct RawTls {
 struct RawUpstream {
     api: String,
     upload: Option<String>,
+    download: Option<String>,
+    public_download: Option<String>,
     token_endpoint: Option<String>,
     revoke_endpoint: Option<String>,
     connect_timeout: Option<String>,
@@ -233,6 +235,7 @@ struct RawLog {
 struct RawLimits {
     oauth_body: Option<usize>,
     json_body: Option<usize>,
+    answer_json: Option<usize>,
     grant_cache_entries: Option<u64>,
     header_bytes: Option<usize>,
     headers: Option<usize>,
@@ -289,6 +292,13 @@ pub struct Upstream {
     pub api: Uri,
     /// Base for `/api/2.0/...` (Box's upload host); defaults to `api`.
     pub upload: Uri,
+    /// Base of routes with `origin = "download"`: representation content
+    /// (Box: `https://dl.boxcloud.com`); defaults to `api`.
+    pub download: Uri,
+    /// Base of routes with `origin = "public_download"`: the file content
+    /// behind `authenticated_download_url` (Box: `https://public.boxcloud.com`);
+    /// defaults to `download`.
+    pub public_download: Uri,
     /// Where grant types other than token exchange are forwarded.
     pub token_endpoint: Option<Uri>,
     /// Where a revoked parent token is passed on (RFC 7009).
@@ -408,6 +418,9 @@ pub struct Config {
     pub oauth_body_limit: usize,
     /// Largest JSON body read to find a route's object; default 1 MiB.
     pub json_body_limit: usize,
+    /// Largest JSON answer rewritten for a downscoped token (see
+    /// `crate::answer`), bytes; default 8 MiB. A larger one is a 502.
+    pub answer_json_limit: usize,
     /// Grant cache capacity in entries; default 1,000,000.
     pub grant_cache_entries: u64,
     pub subtree: Subtree,
@@ -563,11 +576,20 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
 
     let u = &raw.upstream;
     let api = base_uri(&mut p, "upstream.api", &u.api);
+    let download = match &u.download {
+        Some(s) => base_uri(&mut p, "upstream.download", s),
+        None => api.clone(),
+    };
     let upstream = Upstream {
         upload: match &u.upload {
             Some(s) => base_uri(&mut p, "upstream.upload", s),
             None => api.clone(),
         },
+        public_download: match &u.public_download {
+            Some(s) => base_uri(&mut p, "upstream.public_download", s),
+            None => download.clone(),
+        },
+        download,
         api,
         token_endpoint: u
             .token_endpoint
@@ -864,6 +886,7 @@ pub fn validate(text: &str, path: &Path) -> Result<Config, Problems> {
         log_flush,
         oauth_body_limit: raw.limits.oauth_body.unwrap_or(16 * 1024),
         json_body_limit: raw.limits.json_body.unwrap_or(1024 * 1024),
+        answer_json_limit: raw.limits.answer_json.unwrap_or(8 * 1024 * 1024),
         grant_cache_entries: raw.limits.grant_cache_entries.unwrap_or(1_000_000),
         limits: Limits {
             header_bytes: raw.limits.header_bytes.unwrap_or(64 * 1024).max(8192),

@@ -29,7 +29,6 @@ use crate::gateway::Gateway;
 use crate::grant::{Forward, Grant, Item};
 use crate::policy::{BodyKind, ItemKind, ObjectRule, Route};
 use crate::proxy::{Permit, rewriting};
-use crate::scope::{ScopeSet, ScopeTable};
 use crate::target::Target;
 use serde_json::Value;
 
@@ -186,7 +185,7 @@ pub async fn decide(
     body: Incoming,
 ) -> (Option<Arc<str>>, Result<Allowed, Rejection>) {
     let policy = gw.policy();
-    let mut target = match Target::parse_request(&parts.uri, parts.version) {
+    let (mut target, slash) = match parse_target(parts) {
         Ok(t) => t,
         Err(e) => return (None, Err(Rejection::BadRequest(target_reason(e)))),
     };
@@ -211,7 +210,14 @@ pub async fn decide(
     let result = async {
         // Matched in here: the match borrows the target, which the permit
         // takes over at the end (no copy of the path per request).
-        let route = policy.find(&parts.method, target.path());
+        let route = policy.find_slash(&parts.method, target.path(), slash);
+        if slash && route.is_none() {
+            // A trailing slash is refused (as `target` does) unless the
+            // route's `{name*}` tail takes exactly that shape.
+            return Err(Rejection::BadRequest(target_reason(
+                crate::target::TargetError::EmptySegment,
+            )));
+        }
         route_name = route.as_ref().map(|m| m.route.name.clone());
         let query_ok = route.as_ref().is_some_and(|m| m.route.query_token);
         let (token, from_query) = request_token(&parts.headers, &target, query_ok)?;
@@ -271,9 +277,13 @@ pub async fn decide(
                 "As-User and BoxApi headers are not accepted with a downscoped token",
             ));
         }
-        if grant.is_minted() {
-            check_fields(&policy.scopes, grant.scopes(), &target)?;
-        }
+        // What the token may not see is taken out of `?fields=` and of the
+        // answer (see `crate::fields` and `crate::answer`).
+        let hidden = if grant.is_minted() {
+            policy.hidden_fields(grant.scopes())
+        } else {
+            0
+        };
         let body =
             check_object(gw, r, &grant, |i| m.param(i), &target, &parts.headers, body).await?;
         let mut forward_token = None;
@@ -285,9 +295,33 @@ pub async fn decide(
                 .remove_query_param(QUERY_TOKEN)
                 .map_err(|e| Rejection::BadRequest(target_reason(e)))?;
         }
-        let mut permit = Permit::new(r.name.clone(), target, grant.forward());
-        permit.rewrite_upload_url = r.rewrite_upload_url;
+        let query = match target.query() {
+            Some(q) if hidden != 0 => {
+                crate::fields::forwarded_query(q, |f| policy.is_hidden(hidden, f))
+            }
+            _ => None,
+        };
+        let (name, origin) = (r.name.clone(), r.origin);
+        let rewrite = (grant.is_minted() && !r.answer_bytes) || r.rewrite_upload_url;
+        let target = match query {
+            Some(q) => Target::parse_parts(target.path(), Some(&q))
+                .map_err(|e| Rejection::BadRequest(target_reason(e)))?,
+            None => target,
+        };
+        let target = if slash {
+            target.with_trailing_slash()
+        } else {
+            target
+        };
+        let mut permit = Permit::new(name, target, grant.forward());
+        permit.origin = origin;
         permit.box_api = grant.box_api().cloned();
+        permit.answer = rewrite.then(|| crate::answer::Plan {
+            policy: policy.clone(),
+            hidden,
+            origins: gw.answer_origins.clone(),
+            limit: gw.config.answer_json_limit,
+        });
         if let (Some(t), Forward::AsIs) = (forward_token, grant.forward()) {
             permit.authorization = Some(
                 http::HeaderValue::from_str(&format!("Bearer {t}"))
@@ -313,44 +347,23 @@ fn uri_len(uri: &http::Uri) -> usize {
         + uri.path_and_query().map_or(0, |pq| pq.as_str().len())
 }
 
-/// `?fields=` values that hand out more than the route's scope: a token-less
-/// preview URL, representation URLs, an existing shared link, a direct
-/// download URL. A downscoped token may ask for one only when it holds the
-/// scope that capability needs (Box answers as the parent, so the gateway
-/// is the only check).
-const FIELD_SCOPES: &[(&str, &str)] = &[
-    ("expiring_embed_link", "item_preview"),
-    ("representations", "item_preview"),
-    ("shared_link", "item_share"),
-    ("download_url", "item_download"),
-];
-
-/// Reads the `fields` pair of the checked query: in its canonical spelling
-/// the name is written `fields` and no other way (see [`crate::query`]), so
-/// a query without those letters has no such pair.
-fn check_fields(table: &ScopeTable, held: ScopeSet, target: &Target) -> Result<(), Rejection> {
-    if !target.query().is_some_and(|q| q.contains("fields")) {
-        return Ok(());
-    }
-    for (k, v) in target.query_pairs() {
-        if k != "fields" {
-            continue;
+/// The request target; `true` when the client's path ended in one `/`
+/// after an otherwise canonical path. That shape is read with the slash
+/// taken off and allowed only on a route whose `{name*}` tail takes it
+/// (Box's representation content with an empty asset path); every other
+/// route refuses it as [`Target`] always did.
+fn parse_target(parts: &Parts) -> Result<(Target, bool), crate::target::TargetError> {
+    let path = parts.uri.path();
+    if path.len() > 1 && path.ends_with('/') {
+        if parts.version < http::Version::HTTP_2
+            && (parts.uri.scheme().is_some() || parts.uri.authority().is_some())
+        {
+            return Err(crate::target::TargetError::NotOriginForm);
         }
-        for field in v.split(',').map(str::trim) {
-            for (name, scope) in FIELD_SCOPES {
-                if field.eq_ignore_ascii_case(name) {
-                    // A policy without that scope: nobody may ask (fail closed).
-                    let ok = table.exact([*scope]).is_ok_and(|s| held.intersects(s));
-                    if !ok {
-                        return Err(Rejection::InsufficientScope {
-                            needed: (*scope).to_string(),
-                        });
-                    }
-                }
-            }
-        }
+        let t = Target::parse_parts(&path[..path.len() - 1], parts.uri.query())?;
+        return Ok((t, true));
     }
-    Ok(())
+    Ok((Target::parse_request(&parts.uri, parts.version)?, false))
 }
 
 fn target_reason(e: crate::target::TargetError) -> &'static str {
@@ -774,29 +787,6 @@ mod tests {
                 "the Authorization header is not `Bearer <token>`"
             ))
         );
-    }
-
-    #[test]
-    fn fields_that_widen_a_token_need_their_scope() {
-        let check_fields = |t: &ScopeTable, held: ScopeSet, q: &str| {
-            let target = Target::parse_parts("/2.0/files/1", Some(q)).unwrap();
-            check_fields(t, held, &target)
-        };
-        let t = ScopeTable::new(&[], &[]).unwrap();
-        let read = t.exact(["item_read"]).unwrap();
-        let preview = t.exact(["item_read", "item_preview"]).unwrap();
-        assert!(check_fields(&t, read, "fields=name,size").is_ok());
-        assert!(check_fields(&t, read, "fields=name,expiring_embed_link").is_err());
-        assert!(check_fields(&t, read, "fields=Expiring_Embed_Link").is_err());
-        assert!(check_fields(&t, read, "fields=name%2Cexpiring_embed_link").is_err());
-        assert!(check_fields(&t, preview, "fields=name,expiring_embed_link").is_ok());
-        assert!(check_fields(&t, preview, "limit=5&fields=shared_link").is_err());
-        assert!(check_fields(&t, read, "x=fields").is_ok());
-        // The name is read as the upstream reads it, however it is spelled.
-        assert!(check_fields(&t, read, "f%69elds=shared_link").is_err());
-        assert!(check_fields(&t, read, "%66%69%65%6c%64%73=shared_link").is_err());
-        assert!(check_fields(&t, read, "fields=shared%5Flink").is_err());
-        assert!(check_fields(&t, read, "fields=name+,+shared_link").is_err());
     }
 
     #[test]

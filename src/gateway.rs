@@ -78,9 +78,11 @@ pub struct Gateway {
     pub grants: Grants,
     pub revocations: Arc<Revocations>,
     pub client: Client,
-    /// Where API calls and uploads go (`[upstream] api` and `upload`).
-    api_origin: Origin,
-    upload_origin: Origin,
+    /// Where requests go, by the route's origin (`[upstream] api`,
+    /// `upload`, `download`, `public_download`), in `OriginKind::ALL` order.
+    origins: [Origin; 4],
+    /// The same bases as text, to map URLs in answers back to them.
+    pub(crate) answer_origins: Arc<crate::answer::Origins>,
     pub introspector: Option<Arc<Introspector>>,
     pub metrics: Metrics,
     pub ancestry: Ancestry,
@@ -170,8 +172,13 @@ impl Gateway {
             metrics.clone(),
         );
         let gw = Gateway {
-            api_origin: Origin::new(&config.upstream.api, &client),
-            upload_origin: Origin::new(&config.upstream.upload, &client),
+            origins: [
+                Origin::new(&config.upstream.api, &client),
+                Origin::new(&config.upstream.upload, &client),
+                Origin::new(&config.upstream.download, &client),
+                Origin::new(&config.upstream.public_download, &client),
+            ],
+            answer_origins: Arc::new(crate::answer::Origins::new(&config.upstream)),
             request_ids,
             oauth: crate::oauth::OAuthState::new(&config.oauth),
             ancestry,
@@ -351,11 +358,7 @@ impl Gateway {
                 .set(self.grants.cached_entries() as i64);
         }
         let token = allowed.grant.token_hash().short();
-        let upstream = if allowed.permit.target.path().starts_with("/api/") {
-            &self.upload_origin
-        } else {
-            &self.api_origin
-        };
+        let upstream = &self.origins[allowed.permit.origin as usize];
         let side = ClientSide {
             forwarded_for: &conn.forwarded_for,
             tls: conn.tls,

@@ -16,6 +16,9 @@
 //!   ([`body_fields`]).
 //! - An allowed request becomes a [`proxy::Permit`], the only thing
 //!   [`proxy::forward`] accepts; it goes out through [`upstream`].
+//! - Answers to downscoped tokens are redacted and their URLs pointed at the
+//!   gateway ([`answer`], over the pure [`redact`]); `?fields=` is filtered
+//!   the same way ([`fields`]).
 //! - Refusals are [`error::Rejection`]s, turned into HTTP answers in one place.
 //! - Every request ends in one [`access_log`] line.
 //! - [`admin`] serves health, readiness, [`metrics`] and admin revocations.
@@ -28,6 +31,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod ancestry;
+pub mod answer;
 pub mod app;
 pub mod body;
 pub mod body_fields;
@@ -38,6 +42,7 @@ pub mod demo;
 pub mod digest;
 pub mod enforce;
 pub mod error;
+pub mod fields;
 pub mod framing;
 pub mod gateway;
 pub mod grant;
@@ -50,6 +55,7 @@ pub mod policy;
 pub mod proxy;
 pub mod query;
 pub mod ratelimit;
+pub mod redact;
 pub mod reload;
 pub mod revocation;
 pub mod sample_api;

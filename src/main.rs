@@ -76,8 +76,14 @@ fn main() -> ExitCode {
                         .unwrap_or_default();
                     let _ = writeln!(
                         out,
-                        "{:<32} {:<7} {:<56} {:<36} {}{fields}",
-                        r.name, r.method, r.template, object, r.scope_names
+                        "{:<32} {:<7} {:<56} {:<36} {}{fields} (origin {}{})",
+                        r.name,
+                        r.method,
+                        r.template,
+                        object,
+                        r.scope_names,
+                        r.origin.as_str(),
+                        if r.answer_bytes { ", answer bytes" } else { "" }
                     );
                 }
                 ExitCode::SUCCESS

@@ -44,18 +44,20 @@ pub const METRIC_NAMES: &[&str] = &[
 /// `kind` of `scopegate_upstream_errors_total`: the proxy's failures
 /// (`unreachable`, `timeout`, `busy`: no connection free) and the body
 /// deadlines' (`body_timeout`: an answer stalled; `upload_timeout`: a
-/// request body stalled on its way up).
+/// request body stalled on its way up), and `answer`: an answer to rewrite
+/// that could not be read.
 pub const UPSTREAM_ERROR_KINDS: &[&str] = &[
     "unreachable",
     "timeout",
     "busy",
     "body_timeout",
     "upload_timeout",
+    "answer",
 ];
 /// `kind` of `scopegate_revocations_applied_total` (the event kinds).
 pub const REVOCATION_KINDS: &[&str] = &["token", "family", "subject", "cutoff"];
 /// `source` of `scopegate_revocations_applied_total`.
-pub const REVOCATION_SOURCES: &[&str] = &["api", "admin", "external"];
+pub const REVOCATION_SOURCES: &[&str] = &["api", "admin", "external", "ssf"];
 /// `result` of `scopegate_ancestry_lookups_total`.
 pub const ANCESTRY_RESULTS: &[&str] = &["hit", "miss", "error"];
 

@@ -78,6 +78,55 @@ pub enum BodyKind {
     Upload,
 }
 
+/// Which upstream a route's requests go to (`[upstream]` names each base).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OriginKind {
+    /// `[upstream] api`: `/2.0/...` (the default).
+    Api,
+    /// `[upstream] upload`: Box's upload host.
+    Upload,
+    /// `[upstream] download`: representation content (Box: dl.boxcloud.com).
+    Download,
+    /// `[upstream] public_download`: what `authenticated_download_url`
+    /// names (Box: public.boxcloud.com).
+    PublicDownload,
+}
+
+impl OriginKind {
+    pub const ALL: [OriginKind; 4] = [
+        OriginKind::Api,
+        OriginKind::Upload,
+        OriginKind::Download,
+        OriginKind::PublicDownload,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginKind::Api => "api",
+            OriginKind::Upload => "upload",
+            OriginKind::Download => "download",
+            OriginKind::PublicDownload => "public_download",
+        }
+    }
+
+    fn parse(s: &str) -> Option<OriginKind> {
+        OriginKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One entry of the `[fields]` table: a field of Box's answers (and of
+/// `?fields=`) that hands out a capability, and who may see it.
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    pub name: Box<str>,
+    /// Any one of these scopes lets a downscoped token see the field;
+    /// `None` ("never"): no downscoped token sees it.
+    pub needs: Option<ScopeSet>,
+}
+
+/// Most entries in `[fields]` (a bit each in [`Policy::hidden_fields`]).
+pub const MAX_FIELDS: usize = 64;
+
 /// One compiled route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -103,12 +152,29 @@ pub struct Route {
     /// `access_token` in the query is accepted as the bearer token (GET
     /// routes a browser loads by URL: `<img>`, download links).
     pub query_token: bool,
+    /// The upstream this route's requests go to.
+    pub origin: OriginKind,
+    /// The answer is content (file bytes, images): never parsed or
+    /// rewritten (`answer = "bytes"`). Otherwise a downscoped token's JSON
+    /// answers are redacted and their URLs pointed at the gateway.
+    pub answer_bytes: bool,
+    /// The path ends in a `{name*}` tail: any further segments, or exactly
+    /// one trailing slash and nothing after it (Box's representation
+    /// content with an empty asset path).
+    pub tail: bool,
 }
 
 /// A matched route with its path parameters.
 #[derive(Debug)]
 pub struct Match<'a, 'p> {
     pub route: &'a Route,
+    params: [&'p str; MAX_PARAMS],
+    count: usize,
+}
+
+/// Where a path ends in the trie, and which routes sit there.
+struct Found<'a, 'p> {
+    methods: &'a [(Method, usize)],
     params: [&'p str; MAX_PARAMS],
     count: usize,
 }
@@ -124,6 +190,9 @@ struct Node {
     literal: HashMap<Box<str>, Node, BuildHasherDefault<Fnv>>,
     param: Option<Box<Node>>,
     methods: Vec<(Method, usize)>,
+    /// Routes whose `{name*}` tail starts after this node. A node with a
+    /// tail has no children, so a path is never matched two ways.
+    tail: Vec<(Method, usize)>,
 }
 
 /// FNV-1a for the literal segments. The tables are fixed when the policy
@@ -154,6 +223,8 @@ impl std::hash::Hasher for Fnv {
 #[derive(Debug)]
 pub struct Policy {
     pub scopes: ScopeTable,
+    /// The `[fields]` table, in file order.
+    pub fields: Vec<FieldRule>,
     routes: Vec<Route>,
     root: Node,
 }
@@ -163,6 +234,8 @@ pub struct Policy {
 struct RawPolicy {
     #[serde(default)]
     scopes: RawScopes,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
     #[serde(default)]
     route: Vec<RawRoute>,
 }
@@ -190,6 +263,8 @@ struct RawRoute {
     body: Option<String>,
     fields: Option<BTreeMap<String, String>>,
     query_token: Option<bool>,
+    origin: Option<String>,
+    answer: Option<String>,
 }
 
 impl Policy {
@@ -225,10 +300,40 @@ impl Policy {
             }
         };
         let mut policy = Policy {
+            fields: Vec::new(),
             scopes,
             routes: Vec::new(),
             root: Node::default(),
         };
+        if raw.fields.len() > MAX_FIELDS {
+            problems.push("fields", format!("more than {MAX_FIELDS} entries"));
+        }
+        for (name, scope) in raw.fields {
+            let key = format!("fields.{name}");
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                problems.push(&key, "a field name is lower-case letters, digits and `_`");
+                continue;
+            }
+            let needs = if scope == "never" {
+                None
+            } else {
+                match policy.scopes.exact([scope.as_str()]) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        problems.push(&key, format!("{e} (a scope, or \"never\")"));
+                        continue;
+                    }
+                }
+            };
+            policy.fields.push(FieldRule {
+                name: name.into(),
+                needs,
+            });
+        }
         let mut names = HashMap::new();
         for (i, r) in raw.route.into_iter().enumerate() {
             let key = format!("route[{i}]");
@@ -283,7 +388,7 @@ impl Policy {
                 "method",
                 format!("`{}` is not an upper-case HTTP method", r.method),
             ))?;
-        let params = template_params(&r.path).map_err(|m| ("path", m))?;
+        let (params, tail) = template_params(&r.path).map_err(|m| ("path", m))?;
         if r.scopes.is_empty() {
             return Err(("scopes", "a route needs at least one scope".into()));
         }
@@ -371,18 +476,65 @@ impl Policy {
                 Some(o) => return Err(("response", format!("`{o}` must be \"upload_url\""))),
             },
             query_token,
+            origin: match r.origin.as_deref() {
+                None => OriginKind::Api,
+                Some(o) => OriginKind::parse(o).ok_or((
+                    "origin",
+                    format!(
+                        "`{o}` must be \"api\", \"upload\", \"download\" or \"public_download\""
+                    ),
+                ))?,
+            },
+            answer_bytes: match r.answer.as_deref() {
+                None | Some("json") => false,
+                Some("bytes") => true,
+                Some(o) => return Err(("answer", format!("`{o}` must be \"json\" or \"bytes\""))),
+            },
+            tail,
         })
     }
 
     fn insert(&mut self, route: Route) -> Result<(), String> {
         let idx = self.routes.len();
         let mut node = &mut self.root;
-        for seg in route.template[1..].split('/').filter(|s| !s.is_empty()) {
+        let segs: Vec<&str> = route.template[1..].split('/').collect();
+        let walk = if route.tail {
+            &segs[..segs.len() - 1]
+        } else {
+            &segs[..]
+        };
+        for seg in walk {
+            if !node.tail.is_empty() {
+                return Err(format!(
+                    "`{}` goes below the `{{name*}}` tail of route `{}`",
+                    route.template, self.routes[node.tail[0].1].name
+                ));
+            }
             node = if seg.starts_with('{') {
                 node.param.get_or_insert_with(Default::default)
             } else {
-                node.literal.entry(seg.into()).or_default()
+                node.literal.entry((*seg).into()).or_default()
             };
+        }
+        if route.tail {
+            if !node.literal.is_empty() || node.param.is_some() {
+                return Err(format!(
+                    "the `{{name*}}` tail of `{}` overlaps longer routes",
+                    route.template
+                ));
+            }
+            if let Some((_, other)) = node.tail.iter().find(|(m, _)| *m == route.method) {
+                return Err(format!(
+                    "`{} {}` overlaps route `{}` ({})",
+                    route.method,
+                    route.template,
+                    self.routes[*other].name,
+                    self.routes[*other].template
+                ));
+            }
+            node.tail.push((route.method.clone(), idx));
+            self.routes.push(route);
+            return Ok(());
         }
         if let Some((_, other)) = node.methods.iter().find(|(m, _)| *m == route.method) {
             return Err(format!(
@@ -400,10 +552,58 @@ impl Policy {
 
     /// Finds the route for a canonical path (see [`crate::target`]).
     pub fn find<'p>(&self, method: &Method, path: &'p str) -> Option<Match<'_, 'p>> {
+        self.find_slash(method, path, false)
+    }
+
+    /// [`Policy::find`] for a path that the client sent with one trailing
+    /// slash after it (`slash`): only a `{name*}` tail route with an empty
+    /// tail takes that shape.
+    pub fn find_slash<'p>(
+        &self,
+        method: &Method,
+        path: &'p str,
+        slash: bool,
+    ) -> Option<Match<'_, 'p>> {
+        let f = self.walk(path, slash)?;
+        let idx = f.methods.iter().find(|(m, _)| m == method)?.1;
+        Some(Match {
+            route: &self.routes[idx],
+            params: f.params,
+            count: f.count,
+        })
+    }
+
+    /// The trie walk: one candidate node per path, no backtracking. A node
+    /// with a tail ends the walk: what follows is the tail (at least one
+    /// segment, or nothing and the trailing slash).
+    fn walk<'a, 'p>(&'a self, path: &'p str, slash: bool) -> Option<Found<'a, 'p>> {
         let mut node = &self.root;
         let mut params = [""; MAX_PARAMS];
         let mut count = 0;
-        for seg in path.strip_prefix('/')?.split('/').filter(|s| !s.is_empty()) {
+        let mut segs = path.strip_prefix('/')?.split('/').filter(|s| !s.is_empty());
+        loop {
+            if !node.tail.is_empty() {
+                let rest = segs.next().is_some();
+                // `.../content` (no slash, no asset) is not the tail's
+                // shape: only routes of exactly that path take it.
+                let methods = match (rest, slash) {
+                    (true, false) | (false, true) => &node.tail,
+                    (false, false) => &node.methods,
+                    (true, true) => return None,
+                };
+                return Some(Found {
+                    methods,
+                    params,
+                    count,
+                });
+            }
+            let Some(seg) = segs.next() else {
+                return (!slash).then_some(Found {
+                    methods: &node.methods,
+                    params,
+                    count,
+                });
+            };
             node = match node.literal.get(seg) {
                 Some(n) => n,
                 None => {
@@ -417,12 +617,30 @@ impl Policy {
                 }
             };
         }
-        let idx = node.methods.iter().find(|(m, _)| m == method)?.1;
-        Some(Match {
-            route: &self.routes[idx],
-            params,
-            count,
-        })
+    }
+
+    /// The `[fields]` entries a token holding `held` may not see, as bits
+    /// (entry `i` is bit `i`). Box answers as the parent, so these are
+    /// taken out of `?fields=` and of the answer.
+    pub fn hidden_fields(&self, held: ScopeSet) -> u64 {
+        let mut bits = 0;
+        for (i, f) in self.fields.iter().enumerate() {
+            if !f.needs.is_some_and(|s| held.intersects(s)) {
+                bits |= 1 << i;
+            }
+        }
+        bits
+    }
+
+    /// Is `name` among the `hidden` fields? Compared without regard to
+    /// ASCII case: removing more is never a leak.
+    pub fn is_hidden(&self, hidden: u64, name: &str) -> bool {
+        hidden != 0
+            && self
+                .fields
+                .iter()
+                .enumerate()
+                .any(|(i, f)| hidden & (1 << i) != 0 && f.name.eq_ignore_ascii_case(name))
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -455,13 +673,30 @@ fn compile_fields(
     }
 }
 
-/// Checks a path template and returns its parameter names in order.
-fn template_params(path: &str) -> Result<Vec<String>, String> {
+/// Checks a path template and returns its parameter names in order, and
+/// whether it ends in a `{name*}` tail.
+fn template_params(path: &str) -> Result<(Vec<String>, bool), String> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(format!("`{path}` must start with /"));
     };
     let mut params = Vec::new();
+    let mut tail = false;
     for seg in rest.split('/') {
+        if tail {
+            return Err(format!(
+                "`{path}`: a `{{name*}}` tail must be the last segment"
+            ));
+        }
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix("*}")) {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("`{seg}` is not a valid tail name"));
+            }
+            if rest == seg {
+                return Err(format!("`{path}`: a tail needs a literal prefix"));
+            }
+            tail = true;
+            continue;
+        }
         if seg.is_empty() {
             return Err(format!("`{path}` has an empty segment or a trailing slash"));
         }
@@ -488,7 +723,7 @@ fn template_params(path: &str) -> Result<Vec<String>, String> {
     if params.len() > MAX_PARAMS {
         return Err(format!("more than {MAX_PARAMS} parameters"));
     }
-    Ok(params)
+    Ok((params, tail))
 }
 
 fn parse_object(
@@ -799,5 +1034,99 @@ mod tests {
         assert!(p.routes().len() >= 50);
         let m = p.find(&Method::POST, "/api/2.0/files/content").unwrap();
         assert_eq!(&*m.route.name, "file.upload");
+        assert_eq!(m.route.origin, OriginKind::Upload);
+        let rep = "/api/2.0/internal_files/1/versions/2/representations/jpg_32x32/content";
+        let m = p.find_slash(&Method::GET, rep, true).unwrap();
+        assert_eq!(&*m.route.name, "file.representation.content");
+        assert_eq!(
+            (m.route.origin, m.route.answer_bytes),
+            (OriginKind::Download, true)
+        );
+        assert_eq!(m.param(0), Some("1"));
+        let dl = p.find(&Method::GET, "/api/2.0/files/1/content").unwrap();
+        assert_eq!(dl.route.origin, OriginKind::PublicDownload);
+        assert_eq!(p.fields.len(), 7);
+        let read = p.scopes.exact(["item_read"]).unwrap();
+        let hidden = p.hidden_fields(read);
+        for f in [
+            "shared_link",
+            "Representations",
+            "upload_token",
+            "authenticated_download_url",
+        ] {
+            assert!(p.is_hidden(hidden, f), "{f}");
+        }
+        assert!(!p.is_hidden(hidden, "name"));
+        let all = p.scopes.exact(["root_readwrite"]).unwrap();
+        let hidden = p.hidden_fields(p.scopes.expand(all));
+        assert!(!p.is_hidden(hidden, "shared_link"));
+        assert!(p.is_hidden(hidden, "upload_token"));
+    }
+
+    const TAIL: &str = r#"
+        [[route]]
+        name = "rep"
+        method = "GET"
+        path = "/r/{id}/content/{asset*}"
+        scopes = ["item_preview"]
+        object = "file:path.id"
+        [[route]]
+        name = "exact"
+        method = "GET"
+        path = "/r/{id}/content"
+        scopes = ["item_read"]
+        object = "file:path.id"
+    "#;
+
+    #[test]
+    fn a_tail_takes_more_segments_or_exactly_one_trailing_slash() {
+        let p = policy(TAIL).unwrap();
+        let name = |path, slash| {
+            p.find_slash(&Method::GET, path, slash)
+                .map(|m| m.route.name.to_string())
+        };
+        assert_eq!(name("/r/1/content", true).as_deref(), Some("rep"));
+        assert_eq!(name("/r/1/content/3.pdf", false).as_deref(), Some("rep"));
+        assert_eq!(name("/r/1/content/a/b.png", false).as_deref(), Some("rep"));
+        assert_eq!(name("/r/1/content", false).as_deref(), Some("exact"));
+        // A slash after a non-empty tail, or on a route without a tail: no.
+        assert_eq!(name("/r/1/content/3.pdf", true), None);
+        assert_eq!(name("/r/1", true), None);
+        assert_eq!(
+            p.find_slash(&Method::GET, "/r/1/content", true)
+                .unwrap()
+                .param(0),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn tails_fields_origins_and_answers_are_checked() {
+        let errs = |t: &str| policy(t).unwrap_err().to_string();
+        let route = |extra: &str, path: &str| {
+            format!(
+                "[[route]]\nname = \"a\"\nmethod = \"GET\"\npath = \"{path}\"\nscopes = [\"item_read\"]\nobject = \"none\"\nrestricted = \"deny\"\n{extra}\n"
+            )
+        };
+        assert!(errs(&route("", "/a/{t*}/b")).contains("route[0].path"));
+        assert!(errs(&route("", "/{t*}")).contains("literal prefix"));
+        assert!(errs(&route("origin = \"cdn\"", "/a")).contains("route[0].origin"));
+        assert!(errs(&route("answer = \"xml\"", "/a")).contains("route[0].answer"));
+        let e = errs("[fields]\nshared_link = \"item_shares\"\n");
+        assert!(e.contains("p.toml: fields.shared_link"), "{e}");
+        assert!(errs("[fields]\n\"Shared\" = \"item_share\"\n").contains("fields.Shared"));
+        // A route below a tail, or a tail over longer routes, would match one path two ways.
+        let two = format!(
+            "{}{}",
+            route("", "/a/{t*}"),
+            route("", "/a/b/c").replace("\"a\"", "\"b\"")
+        );
+        assert!(errs(&two).contains("tail"), "{}", errs(&two));
+        let two = format!(
+            "{}{}",
+            route("", "/a/b/c"),
+            route("", "/a/{t*}").replace("\"a\"", "\"b\"")
+        );
+        assert!(errs(&two).contains("tail"), "{}", errs(&two));
     }
 }

@@ -3,7 +3,7 @@
 //! Forwarding needs a [`Permit`], which only [`crate::enforce`] builds: there
 //! is no way to send a request upstream that the policy did not pass. The
 //! request is rebuilt rather than patched: the canonical target, the
-//! upstream chosen by the route's prefix, the client's end-to-end headers
+//! upstream the route names (its `origin`), the client's end-to-end headers
 //! minus everything that could change who the upstream thinks is asking
 //! (hop-by-hop headers, the client's `X-Forwarded-*`, `Host`), then the
 //! gateway's own `Authorization`, `X-Forwarded-*` and `X-Request-Id`.
@@ -14,11 +14,12 @@ use std::time::Instant;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
 
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::error::Rejection;
 use crate::grant::Forward;
 use crate::headers::list_elements;
 use crate::metrics::Metrics;
+use crate::policy::OriginKind;
 use crate::target::Target;
 use crate::upstream::{Client, Origin, UpstreamError};
 
@@ -27,10 +28,13 @@ pub struct Permit {
     pub(crate) route: Arc<str>,
     pub(crate) target: Target,
     pub(crate) authorization: Option<HeaderValue>,
-    /// Point the answer's `upload_url` at the gateway (upload preflight).
-    pub(crate) rewrite_upload_url: bool,
     /// `BoxApi: shared_link=...` for a token minted from a shared link.
     pub(crate) box_api: Option<HeaderValue>,
+    /// The upstream the route names.
+    pub(crate) origin: OriginKind,
+    /// The answer is read and rewritten (redaction, URLs to the gateway);
+    /// `None`: it streams through untouched.
+    pub(crate) answer: Option<crate::answer::Plan>,
 }
 
 impl Permit {
@@ -38,8 +42,9 @@ impl Permit {
         Permit {
             route,
             target,
-            rewrite_upload_url: false,
             box_api: None,
+            origin: OriginKind::Api,
+            answer: None,
             authorization: match forward {
                 Forward::Parent(v) => Some(v.clone()),
                 Forward::AsIs => None,
@@ -225,6 +230,14 @@ pub async fn forward(
         h.insert(X_FORWARDED_HOST, host.clone());
     }
     h.insert(X_REQUEST_ID, side.request_id.clone());
+    if permit.answer.is_some() {
+        // An answer to rewrite must come as it is: a content coding would
+        // be a 502 (see `crate::answer`).
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
 
     let mut req = Request::new(body);
     *req.method_mut() = parts.method;
@@ -258,61 +271,24 @@ pub async fn forward(
     };
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
-    if permit.rewrite_upload_url && rparts.status.is_success() {
-        // The client reaches the gateway at the configured public URL, or
-        // at the scheme and Host it used for this request.
-        let base = match (
-            side.public_url,
-            original_host.as_ref().and_then(|h| h.to_str().ok()),
-        ) {
-            (Some(u), _) => Some(u.clone()),
-            (None, Some(host)) => format!("{}://{host}", if side.tls { "https" } else { "http" })
-                .parse()
-                .ok(),
-            (None, None) => None,
-        };
-        let bytes = body::read_limited(rbody, 64 * 1024)
+    if let Some(plan) = &permit.answer {
+        let base = crate::answer::gateway_base(side.public_url, original_host.as_ref(), side.tls);
+        let body = crate::answer::rewrite(plan, base.as_deref(), &mut rparts, rbody)
             .await
-            .map_err(|_| Rejection::BadGateway)?;
-        let out = base
-            .and_then(|b| rewrite_upload_url(&bytes, &b))
-            .unwrap_or(bytes);
-        rparts.headers.remove(header::CONTENT_LENGTH);
-        return Ok(Response::from_parts(rparts, body::full(out)));
+            .map_err(|_| {
+                // Never passed on unread: the answer may hold what the
+                // token may not see.
+                metrics.upstream_errors.with_label_values(&["answer"]).inc();
+                Rejection::BadGateway
+            })?;
+        return Ok(Response::from_parts(rparts, body));
     }
     Ok(Response::from_parts(rparts, rbody))
-}
-
-/// `upload_url` of a JSON answer with its scheme and authority replaced by
-/// `base`'s; `None` when there is nothing to rewrite.
-fn rewrite_upload_url(json: &[u8], base: &Uri) -> Option<bytes::Bytes> {
-    let mut v: serde_json::Value = serde_json::from_slice(json).ok()?;
-    let url: Uri = v.get("upload_url")?.as_str()?.parse().ok()?;
-    let pq = url.path_and_query()?.as_str();
-    let new = crate::upstream::join(base, pq).ok()?;
-    v["upload_url"] = serde_json::Value::String(new.to_string());
-    Some(bytes::Bytes::from(v.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn upload_urls_point_at_the_gateway() {
-        let base: Uri = "https://gw.example.com".parse().unwrap();
-        let out = rewrite_upload_url(
-            br#"{"upload_url":"https://upload-las.app.box.com/api/2.0/files/content?upload_session_id=7","upload_token":null}"#,
-            &base,
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            v["upload_url"],
-            "https://gw.example.com/api/2.0/files/content?upload_session_id=7"
-        );
-        assert!(rewrite_upload_url(br#"{"other":1}"#, &base).is_none());
-    }
 
     #[test]
     fn connection_named_headers_are_dropped() {

@@ -198,6 +198,26 @@ impl Target {
     pub fn into_path_and_query(self) -> PathAndQuery {
         self.pq
     }
+
+    /// The same target with one `/` after the path, as Box spells its
+    /// representation content with an empty asset path. Only for a route
+    /// whose `{name*}` tail takes that shape, once matched (see
+    /// `enforce::parse_target`): the slash is forwarded exactly as checked.
+    pub fn with_trailing_slash(&self) -> Target {
+        let path = self.path();
+        let mut pq = String::with_capacity(self.pq.as_str().len() + 1);
+        pq.push_str(path);
+        pq.push('/');
+        if let Some(q) = self.query() {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        Target {
+            pq: PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
+                .expect("a checked target with one more `/` is a valid path and query"),
+            path_end: path.len() + 1,
+        }
+    }
 }
 
 /// A path and query that passed the checks, before it is a [`Target`].

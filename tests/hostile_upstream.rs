@@ -197,6 +197,8 @@ fn client_with(metrics: &Metrics, pool: UpstreamPool) -> Client {
     Client::new(&Upstream {
         api: "http://127.0.0.1".parse().unwrap(),
         upload: "http://127.0.0.1".parse().unwrap(),
+        download: "http://127.0.0.1".parse().unwrap(),
+        public_download: "http://127.0.0.1".parse().unwrap(),
         token_endpoint: None,
         revoke_endpoint: None,
         connect_timeout: Duration::from_secs(2),

@@ -125,6 +125,8 @@ async fn a_refused_http2_stream_is_sent_again_on_a_new_connection() {
     let c = Client::new(&Upstream {
         api: base.clone(),
         upload: base.clone(),
+        download: base.clone(),
+        public_download: base.clone(),
         token_endpoint: None,
         revoke_endpoint: None,
         connect_timeout: Duration::from_secs(2),
@@ -212,6 +214,8 @@ async fn a_silently_dropped_http2_connection_is_found_by_the_ping() {
     let c = Client::new(&Upstream {
         api: base.clone(),
         upload: base.clone(),
+        download: base.clone(),
+        public_download: base.clone(),
         token_endpoint: None,
         revoke_endpoint: None,
         connect_timeout: Duration::from_secs(2),
