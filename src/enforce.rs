@@ -42,6 +42,9 @@ pub struct Allowed {
     pub body: Body,
     pub grant: Arc<Grant>,
     pub cache_hit: bool,
+    /// The route opens a chunked upload session for this checked item: the
+    /// session id in the answer is to be recorded with it.
+    pub opens_upload_session: Option<Item>,
 }
 
 /// Phase 1 on headers: the ones that could make the upstream read the
@@ -168,6 +171,7 @@ pub async fn decide(
                 body: body::boxed(body),
                 grant,
                 cache_hit,
+                opens_upload_session: None,
             });
         };
         let r = m.route;
@@ -186,7 +190,8 @@ pub async fn decide(
         {
             check_fields(&policy.scopes, grant.scopes(), q)?;
         }
-        let body = check_object(gw, r, &grant, |i| m.param(i), &parts.headers, body).await?;
+        let (body, named) =
+            check_object(gw, r, &grant, |i| m.param(i), &parts.headers, body).await?;
         let mut permit = Permit::new(r.name.clone(), target, grant.forward());
         permit.rewrite_upload_url = r.rewrite_upload_url;
         Ok(Allowed {
@@ -194,6 +199,7 @@ pub async fn decide(
             body,
             grant,
             cache_hit,
+            opens_upload_session: named.filter(|_| r.opens_upload_session),
         })
     }
     .await;
@@ -314,7 +320,8 @@ async fn read_json(gw: &Gateway, body: Incoming) -> Result<(Bytes, Value), Rejec
 const NAMES_NO_ITEM: Rejection =
     Rejection::BadRequest("the body does not name the item this route acts on");
 
-/// Phase 6 for a grant restricted to an item. Returns the body to forward.
+/// Phase 6 for a grant restricted to an item. Returns the body to forward
+/// and, for a restricted grant, the item the request was checked against.
 async fn check_object<'p>(
     gw: &Gateway,
     route: &Route,
@@ -322,9 +329,9 @@ async fn check_object<'p>(
     param: impl Fn(usize) -> Option<&'p str>,
     headers: &HeaderMap,
     body: Incoming,
-) -> Result<Body, Rejection> {
+) -> Result<(Body, Option<Item>), Rejection> {
     let Some(restriction) = grant.restricted_to() else {
-        return Ok(body::boxed(body));
+        return Ok((body::boxed(body), None));
     };
     let outside = |why| Rejection::OutsideRestriction {
         needed: route.scope_names.clone(),
@@ -336,7 +343,7 @@ async fn check_object<'p>(
     let named = match &route.object {
         ObjectRule::None {
             restricted_ok: true,
-        } => return Ok(body::boxed(body)),
+        } => return Ok((body::boxed(body), None)),
         ObjectRule::None {
             restricted_ok: false,
         } => {
@@ -354,6 +361,19 @@ async fn check_object<'p>(
                 kind: *kind,
                 id: param(*i).ok_or(Rejection::NoRoute)?.into(),
             }
+        }
+        ObjectRule::UploadSession { param: i } => {
+            if route.destination.is_some() {
+                json = Some(read_json(gw, body).await?);
+            } else {
+                forward_body = Some(body::boxed(body));
+            }
+            let id = param(*i).ok_or(Rejection::NoRoute)?;
+            gw.upload_sessions
+                .item_of(id, crate::clock::unix_now())
+                .ok_or_else(|| {
+                    outside("the upload session was not opened through this gateway by a token restricted to an item")
+                })?
         }
         ObjectRule::Body { kind, field } => {
             let (bytes, value) = read_json(gw, body).await?;
@@ -438,11 +458,12 @@ async fn check_object<'p>(
             ));
         }
     }
-    Ok(match (json, forward_body) {
+    let body = match (json, forward_body) {
         (Some((bytes, _)), _) => body::full(bytes),
         (None, Some(b)) => b,
         (None, None) => body::empty(),
-    })
+    };
+    Ok((body, Some(named)))
 }
 
 #[cfg(test)]

@@ -48,4 +48,5 @@ pub mod server;
 pub mod target;
 pub mod token;
 pub mod upload;
+pub mod upload_session;
 pub mod upstream;

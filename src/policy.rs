@@ -60,6 +60,9 @@ pub enum ObjectRule {
     BodyItem { field: Vec<String> },
     /// A dotted field of the `attributes` part of a multipart upload.
     Upload { kind: ItemKind, field: Vec<String> },
+    /// The n-th path parameter is a chunked upload session id; the object
+    /// is the item the session was opened for ([`crate::upload_session`]).
+    UploadSession { param: usize },
 }
 
 /// One compiled route.
@@ -80,6 +83,9 @@ pub struct Route {
     /// The answer's `upload_url` is rewritten to point at the gateway
     /// (Box's upload preflight names its own upload host otherwise).
     pub rewrite_upload_url: bool,
+    /// The answer opens a chunked upload session: its `id` is recorded
+    /// with the item this request was checked against.
+    pub opens_upload_session: bool,
 }
 
 /// A matched route with its path parameters.
@@ -277,6 +283,18 @@ impl Policy {
                 }
             }
         };
+        let opens_upload_session = match r.response.as_deref() {
+            Some("upload_session") if !matches!(object, ObjectRule::None { .. }) => true,
+            None | Some("upload_url") => false,
+            Some(o) => {
+                return Err((
+                    "response",
+                    format!(
+                        "`{o}` must be \"upload_url\" or \"upload_session\" (on a route with an object)"
+                    ),
+                ));
+            }
+        };
         Ok(Route {
             name: r.name.into(),
             method,
@@ -285,11 +303,8 @@ impl Policy {
             scope_names: r.scopes.join(" "),
             object,
             destination,
-            rewrite_upload_url: match r.response.as_deref() {
-                None => false,
-                Some("upload_url") => true,
-                Some(o) => return Err(("response", format!("`{o}` must be \"upload_url\""))),
-            },
+            rewrite_upload_url: r.response.as_deref() == Some("upload_url"),
+            opens_upload_session,
         })
     }
 
@@ -413,7 +428,7 @@ fn parse_object(
         (
             "object",
             format!(
-                "`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F or folder:upload.F"
+                "`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F, folder:upload.F or upload_session:path.P"
             ),
         )
     };
@@ -425,6 +440,13 @@ fn parse_object(
     }
     match (kind, place) {
         ("item", "body") => Ok(ObjectRule::BodyItem { field }),
+        ("upload_session", "path") => {
+            let param = params
+                .iter()
+                .position(|p| *p == rest)
+                .ok_or(("object", format!("`{rest}` is not a parameter of the path")))?;
+            Ok(ObjectRule::UploadSession { param })
+        }
         (k, "path") => {
             let kind = ItemKind::parse(k).ok_or_else(bad)?;
             let param = params

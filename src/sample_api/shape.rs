@@ -324,7 +324,7 @@ impl Tree {
     pub fn recents(&self, view: &View) -> Value {
         let mut files: Vec<(&String, &Item)> =
             self.all().filter(|(_, i)| i.kind == Kind::File).collect();
-        files.sort_by(|a, b| b.1.modified_at.cmp(&a.1.modified_at));
+        files.sort_by_key(|f| std::cmp::Reverse(f.1.modified_at));
         let entries: Vec<Value> = files
             .iter()
             .map(|(id, i)| {
