@@ -81,10 +81,15 @@ results.push(await scenario('explorer-browse', 'explorer', async (page, out) => 
   await visible(page, 'q3.pdf');
   out.two_down = true;
   await page.screenshot({ path: `${cfg.shots}/explorer-two-down.png` });
+  // Back to folder 100 by its breadcrumb; the element searches the folder
+  // it shows, and summary.txt lies one level below it.
+  await page.getByRole('button', { name: 'Projects', exact: true }).first().click();
+  await visible(page, 'plan.txt');
   const search = page.getByPlaceholder(/Search/);
   await search.fill('summary');
   await visible(page, 'summary.txt');
-  out.searched = !(await page.getByText('q3.pdf', { exact: true }).count());
+  out.searched = !(await page.getByText('plan.txt', { exact: true }).count());
+  await page.screenshot({ path: `${cfg.shots}/explorer-search.png` });
 }));
 
 // The sibling folder: the element's own error state, not a broken page.
