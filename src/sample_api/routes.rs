@@ -67,6 +67,10 @@ pub(super) async fn route(st: &State, parts: &Parts, body: &mut CountedBody) -> 
             lock(&st.tree).get(id, Kind::File)?;
             Ok(bytes_response("image/png", image::png(id)))
         }
+        ("GET", ["2.0", "files", id, "thumbnail.jpg"]) => {
+            lock(&st.tree).get(id, Kind::File)?;
+            Ok(bytes_response("image/jpeg", image::jpeg(id)))
+        }
         ("GET", ["2.0", "files", id, "versions"]) => {
             lock(&st.tree).get(id, Kind::File)?;
             ok(json!({"total_count": 0, "entries": [], "offset": 0, "limit": 1000}))
@@ -290,7 +294,8 @@ fn representation_content(st: &State, id: &str, version: &str, rep: &str, asset:
         return Err(ApiError::not_found("asset"));
     }
     Ok(match rep.kind {
-        "png" | "jpg" => bytes_response("image/png", image::png(id)),
+        "png" => bytes_response("image/png", image::png(id)),
+        "jpg" => bytes_response("image/jpeg", image::jpeg(id)),
         "text" => {
             let content = lock(&st.tree).get(id, Kind::File)?.content.clone();
             bytes_response("text/plain; charset=utf-8", content)
