@@ -30,6 +30,9 @@ use tokio::net::TcpListener;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// Just over box-ui-elements' chunked-upload threshold (100 MiB).
+const BIG_FILE: usize = 100 * 1024 * 1024 + 4096;
+
 fn npm_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui_elements")
 }
@@ -63,20 +66,51 @@ fn browser_ready() -> bool {
     false
 }
 
-/// The page origin: `/page.html?el=NAME` loads `dist/NAME.css` and
-/// `dist/NAME.js` of the pinned bundles.
-async fn serve_page(listener: TcpListener) {
+/// A self-signed certificate for 127.0.0.1 (openssl CLI, as tests/operability.rs).
+fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("page.pem"), dir.join("page.key"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "openssl makes the page's certificate");
+    (cert, key)
+}
+
+/// The page origin, over HTTPS: the Uploader uses chunked upload sessions
+/// only on an `https:` page. `/page.html?el=NAME` loads `dist/NAME.css`
+/// and `dist/NAME.js` of the pinned bundles.
+async fn serve_page(listener: TcpListener, tls: std::sync::Arc<rustls::ServerConfig>) {
     let dist = npm_dir().join("node_modules/box-ui-elements/dist");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let dist = dist.clone();
+        let acceptor = acceptor.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let dist = dist.clone();
             async move { Ok::<_, Infallible>(page_answer(&dist, req.uri().path())) }
         });
         tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -165,8 +199,10 @@ async fn box_ui_elements_through_the_gateway() {
     }
     let page_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page_addr: SocketAddr = page_listener.local_addr().unwrap();
-    let page_origin = format!("http://{page_addr}");
-    tokio::spawn(serve_page(page_listener));
+    let page_origin = format!("https://{page_addr}");
+    let (cert, key) = make_cert(&support::temp_dir("ui-page"));
+    let tls = scopegate::server::tls_config(&cert, &key).unwrap_or_else(|p| panic!("{p}"));
+    tokio::spawn(serve_page(page_listener, tls));
     let origin = page_origin.clone();
     let h = Harness::start_edited(Opts::default(), move |text| {
         text.replace(
@@ -196,13 +232,25 @@ async fn box_ui_elements_through_the_gateway() {
     std::fs::create_dir_all(&shots).unwrap();
     let upload_file = support::temp_dir("ui-upload").join("hello-upload.txt");
     std::fs::write(&upload_file, "uploaded through the gateway\n").unwrap();
+    // Over the Uploader's chunking threshold (100 MiB), so it opens a session.
+    let big_file = upload_file.with_file_name("big-upload.bin");
+    let pattern: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+    let mut big = Vec::with_capacity(BIG_FILE);
+    while big.len() < BIG_FILE {
+        big.extend_from_slice(&pattern[..pattern.len().min(BIG_FILE - big.len())]);
+    }
+    std::fs::write(&big_file, &big).unwrap();
+    drop(big);
     h.api.clear_recorded();
 
     let cfg = json!({
         "chromium": CHROMIUM, "page": page_origin, "gateway": gateway, "upstream": upstream,
-        "tokens": tokens, "shots": shots, "upload_file": upload_file,
+        "tokens": tokens, "shots": shots, "upload_file": upload_file, "big_file": big_file,
     });
     let all = drive(&cfg).await;
+    // What the browser did, kept beside the screenshots.
+    let record = serde_json::to_string_pretty(&all).unwrap_or_default();
+    std::fs::write(shots.join("browser-record.json"), record).unwrap();
     let mut failures: Vec<String> = Vec::new();
     let mut check = |ok: bool, what: &str, s: &Value| {
         if !ok {
@@ -288,6 +336,22 @@ async fn box_ui_elements_through_the_gateway() {
     check(
         s["events"]["complete"].is_array() && s["events"]["error"].is_null(),
         "the Uploader uploads into folder 100",
+        s,
+    );
+    let s = scenario(&all, "uploader-chunked");
+    check(
+        s["events"]["complete"].is_array() && s["events"]["error"].is_null(),
+        "the Uploader uploads a 100 MiB file into folder 100 in a chunked session",
+        s,
+    );
+    let parts_through_gateway = requests(s).into_iter().any(|(method, url, status)| {
+        method == "PUT"
+            && url.starts_with(&format!("{gateway}/api/2.0/files/upload_sessions/"))
+            && status == Some(200)
+    });
+    check(
+        parts_through_gateway,
+        "the session's parts went through the gateway",
         s,
     );
     let s = scenario(&all, "uploader-outside");
@@ -418,6 +482,12 @@ async fn box_ui_elements_through_the_gateway() {
     check(
         in_100.iter().any(|n| n == "hello-upload.txt"),
         "the upstream holds hello-upload.txt in folder 100",
+        s,
+    );
+    let s = scenario(&all, "uploader-chunked");
+    check(
+        in_100.iter().any(|n| n == "big-upload.bin"),
+        "the upstream holds big-upload.bin in folder 100",
         s,
     );
     let in_200 = names("200").await;
