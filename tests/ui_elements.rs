@@ -1,12 +1,14 @@
 //! Box UI Elements in a real browser, through the gateway (issue 17).
 //!
-//! Headless Debian Chromium, driven by playwright-core (both pinned in
-//! `tests/ui_elements/package.json`), loads the pinned box-ui-elements
-//! bundles from a page served here, with `apiHost` and `uploadHost` set to
+//! Headless Debian Chromium, driven by playwright-core (pinned with the
+//! bundles in `tests/ui_elements/package.json`), loads the pinned
+//! box-ui-elements bundles from a page served here over HTTPS (the Uploader
+//! chunks large files only on `https:` pages), with `apiHost` and `uploadHost` set to
 //! a real gateway in front of the recording sample API. The driver
 //! (`tests/ui_elements/drive.mjs`) only acts and observes; this file
 //! decides, on what the page showed, what the browser requested and what
-//! the upstream received. Screenshots: `target/ui-elements/*.png`.
+//! the upstream received. Screenshots: `target/ui-elements/*.png`; the
+//! browser's requests: `target/ui-elements/browser-record.json`.
 //!
 //! Needs `/usr/bin/chromium` and `npm ci` in `tests/ui_elements` (`.ci/run`
 //! does both). Without them the test fails under `CI=true` and is skipped,
