@@ -298,6 +298,14 @@ async fn box_ui_elements_through_the_gateway() {
         s,
     );
 
+    // A feature the token has no scope for fails as that action, not the page.
+    let s = scenario(&all, "explorer-no-scope");
+    check(
+        s["delete_status"] == 403 && s["still_listed"] == true,
+        "a delete without item_delete is refused (403) and the folder stays listed",
+        s,
+    );
+
     // The sibling folder: the element's error state, from the gateway's 403.
     let s = scenario(&all, "explorer-sibling");
     check(
@@ -449,6 +457,12 @@ async fn box_ui_elements_through_the_gateway() {
             &none,
         );
         let lookup = r.path_and_query.ends_with("?fields=path_collection,parent");
+        let deleted = r.method == http::Method::DELETE;
+        check(
+            !deleted,
+            &format!("the upstream received a DELETE: {}", r.path_and_query),
+            &none,
+        );
         let outside = ["/2.0/folders/200", "/2.0/files/2001", "/2.0/folders/0"]
             .iter()
             .any(|p| {

@@ -93,6 +93,22 @@ results.push(await scenario('explorer-browse', 'explorer', async (page, out) => 
   await page.screenshot({ path: `${cfg.shots}/explorer-search.png` });
 }));
 
+// A feature whose scope the token lacks (delete, with base_explorer only):
+// the gateway's 403 is that action's failure; the listing stays.
+results.push(await scenario('explorer-no-scope', 'explorer', async (page, out) => {
+  await show(page, 'ContentExplorer', '100', cfg.tokens.explorer);
+  await visible(page, 'plan.txt');
+  const refused = page.waitForResponse(r => r.request().method() === 'DELETE', { timeout: WAIT });
+  await page.getByRole('button', { name: 'More options' }).last().click();
+  await page.getByRole('menuitem', { name: 'Delete' }).click();
+  await page.getByRole('button', { name: 'Delete', exact: true }).last().click();
+  out.delete_status = (await refused).status();
+  // The element reloads the folder after a failed delete: wait for that answer.
+  await page.waitForResponse(r => r.url().includes('/2.0/folders/100'), { timeout: WAIT });
+  await visible(page, 'plan.txt');
+  out.still_listed = true;
+}));
+
 // The sibling folder: the element's own error state, not a broken page.
 results.push(await scenario('explorer-sibling', 'explorer', async (page, out) => {
   await show(page, 'ContentExplorer', '200', cfg.tokens.explorer);
