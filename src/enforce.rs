@@ -45,6 +45,9 @@ pub struct Allowed {
     pub body: Body,
     pub grant: Arc<Grant>,
     pub cache_hit: bool,
+    /// The route opens a chunked upload session for this checked item: the
+    /// session id in the answer is to be recorded with it.
+    pub opens_upload_session: Option<Item>,
 }
 
 /// Phase 1 on headers: the ones that could make the upstream read the
@@ -264,6 +267,7 @@ pub async fn decide(
                 body: body::boxed(body),
                 grant,
                 cache_hit,
+                opens_upload_session: None,
             });
         };
         let r = m.route;
@@ -284,7 +288,7 @@ pub async fn decide(
         } else {
             0
         };
-        let body =
+        let (body, named) =
             check_object(gw, r, &grant, |i| m.param(i), &target, &parts.headers, body).await?;
         let mut forward_token = None;
         if from_query {
@@ -333,6 +337,7 @@ pub async fn decide(
             body,
             grant,
             cache_hit,
+            opens_upload_session: named.filter(|_| r.opens_upload_session),
         })
     }
     .await;
@@ -552,7 +557,8 @@ fn upload_rejection(e: crate::upload::UploadError) -> Rejection {
 const NAMES_NO_ITEM: Rejection =
     Rejection::BadRequest("the body does not name the item this route acts on");
 
-/// Phase 6 for a grant restricted to an item. Returns the body to forward.
+/// Phase 6 for a grant restricted to an item. Returns the body to forward
+/// and, for a restricted grant, the item the request was checked against.
 async fn check_object<'p>(
     gw: &Gateway,
     route: &Route,
@@ -561,7 +567,7 @@ async fn check_object<'p>(
     target: &Target,
     headers: &HeaderMap,
     body: Incoming,
-) -> Result<Body, Rejection> {
+) -> Result<(Body, Option<Item>), Rejection> {
     // A downscoped token's body is read under the route's body rules
     // first, restricted or not: the JSON fields it may set, the upload
     // envelope, or no body at all.
@@ -585,9 +591,9 @@ async fn check_object<'p>(
             BodyKind::Upload if grant.restricted_to().is_none() => {
                 let b = body.take().ok_or(NAMES_NO_ITEM)?;
                 let (_, replay) = read_upload(headers, b).await?;
-                return Ok(body::boxed(replay));
+                return Ok((body::boxed(replay), None));
             }
-            BodyKind::Upload => {}
+            BodyKind::Upload | BodyKind::Bytes => {}
         }
     }
     let pending = |json: Option<(Bytes, Value)>, body: Option<Incoming>| match (json, body) {
@@ -596,7 +602,7 @@ async fn check_object<'p>(
         (None, None) => body::empty(),
     };
     let Some(restriction) = grant.restricted_to() else {
-        return Ok(pending(json, body));
+        return Ok((pending(json, body), None));
     };
     let outside = |why| Rejection::OutsideRestriction {
         needed: route.scope_names.clone(),
@@ -607,7 +613,7 @@ async fn check_object<'p>(
     let named = match &route.object {
         ObjectRule::None {
             restricted_ok: true,
-        } => return Ok(pending(json, body)),
+        } => return Ok((pending(json, body), None)),
         ObjectRule::None {
             restricted_ok: false,
         } => {
@@ -629,6 +635,21 @@ async fn check_object<'p>(
                 kind: *kind,
                 id: param(*i).ok_or(Rejection::NoRoute)?.into(),
             }
+        }
+        ObjectRule::UploadSession { param: i } => {
+            if let Some(b) = body.take() {
+                if route.destination.is_some() && json.is_none() {
+                    json = Some(read_json(gw, b).await?);
+                } else {
+                    forward_body = Some(body::boxed(b));
+                }
+            }
+            let id = param(*i).ok_or(Rejection::NoRoute)?;
+            gw.upload_sessions
+                .item_of(id, crate::clock::unix_now())
+                .ok_or_else(|| {
+                    outside("the upload session was not opened through this gateway by a token restricted to an item")
+                })?
         }
         ObjectRule::Body { kind, field } => {
             let (bytes, value) = match (json.take(), body.take()) {
@@ -676,7 +697,7 @@ async fn check_object<'p>(
         }
         ObjectRule::Query { kind, param } => {
             check_query_items(gw, route, restriction, grant, *kind, param, target).await?;
-            return Ok(pending(json, body));
+            return Ok((pending(json, body), None));
         }
     };
     if !covers(gw, restriction, &named, grant).await? {
@@ -701,11 +722,12 @@ async fn check_object<'p>(
             ));
         }
     }
-    Ok(match (json, forward_body) {
+    let body = match (json, forward_body) {
         (Some((bytes, _)), _) => body::full(bytes),
         (None, Some(b)) => b,
         (None, None) => body::empty(),
-    })
+    };
+    Ok((body, Some(named)))
 }
 
 #[cfg(test)]

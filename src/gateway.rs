@@ -20,7 +20,7 @@ use crate::body::Body;
 use crate::config::{Config, Problems};
 use crate::cors::Cors;
 use crate::error::{OAuthError, Rejection};
-use crate::grant::Grants;
+use crate::grant::{Grants, Item};
 use crate::introspect::Introspector;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -86,6 +86,8 @@ pub struct Gateway {
     pub introspector: Option<Arc<Introspector>>,
     pub metrics: Metrics,
     pub ancestry: Ancestry,
+    /// Which item each chunked upload session was opened for.
+    pub upload_sessions: crate::upload_session::UploadSessions,
     cors: Cors,
     /// Wakes the reload watcher (SIGHUP).
     reload: tokio::sync::Notify,
@@ -182,6 +184,7 @@ impl Gateway {
             request_ids,
             oauth: crate::oauth::OAuthState::new(&config.oauth),
             ancestry,
+            upload_sessions: crate::upload_session::UploadSessions::new(),
             cors: Cors::new(&config.cors_origins),
             policy: ArcSwap::from_pointee(policy),
             grants,
@@ -358,6 +361,7 @@ impl Gateway {
                 .set(self.grants.cached_entries() as i64);
         }
         let token = allowed.grant.token_hash().short();
+        let opens_upload_session = allowed.opens_upload_session;
         let upstream = &self.origins[allowed.permit.origin as usize];
         let side = ClientSide {
             forwarded_for: &conn.forwarded_for,
@@ -377,6 +381,10 @@ impl Gateway {
         .await
         {
             Ok(resp) => {
+                let resp = match opens_upload_session {
+                    Some(item) => self.record_upload_session(resp, item).await,
+                    None => resp,
+                };
                 self.metrics
                     .requests
                     .with_label_values(&[&route, "allow", "ok"])
@@ -396,6 +404,30 @@ impl Gateway {
             }
             Err(rej) => self.refuse(rej, &route, &method, rid, Some(token.as_str()), decided),
         }
+    }
+
+    /// Reads the answer that opened a chunked upload session and records
+    /// its `id` with the item the request was checked against, so later
+    /// calls naming the session can be checked too. The answer is a small
+    /// JSON object; one that cannot be read is passed on as read (the
+    /// session then stays unknown, and restricted tokens cannot use it).
+    async fn record_upload_session(&self, resp: Response<Body>, item: Item) -> Response<Body> {
+        if !resp.status().is_success() {
+            return resp;
+        }
+        let (mut parts, body) = resp.into_parts();
+        let Ok(bytes) = crate::body::read_limited(body, 64 * 1024).await else {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            return Response::from_parts(parts, crate::body::empty());
+        };
+        let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+        if let Some(id) = id {
+            self.upload_sessions
+                .remember(&id, item, crate::clock::unix_now());
+        }
+        Response::from_parts(parts, crate::body::full(bytes))
     }
 
     fn refuse(

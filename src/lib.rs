@@ -66,4 +66,5 @@ pub mod target;
 pub mod tls;
 pub mod token;
 pub mod upload;
+pub mod upload_session;
 pub mod upstream;

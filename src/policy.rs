@@ -65,6 +65,9 @@ pub enum ObjectRule {
     /// comma-separated list of ids of this kind; every one must be inside
     /// the restriction (search bounded by `ancestor_folder_ids`).
     Query { kind: ItemKind, param: String },
+    /// The n-th path parameter is a chunked upload session id; the object
+    /// is the item the session was opened for ([`crate::upload_session`]).
+    UploadSession { param: usize },
 }
 
 /// What a route's request body is, as the policy declares it (`body`).
@@ -76,6 +79,8 @@ pub enum BodyKind {
     Json,
     /// A Box multipart upload, read under the strict envelope rules.
     Upload,
+    /// File content (a chunked upload's part): streamed, never read.
+    Bytes,
 }
 
 /// Which upstream a route's requests go to (`[upstream]` names each base).
@@ -162,6 +167,9 @@ pub struct Route {
     /// one trailing slash and nothing after it (Box's representation
     /// content with an empty asset path).
     pub tail: bool,
+    /// The answer opens a chunked upload session: its `id` is recorded
+    /// with the item this request was checked against.
+    pub opens_upload_session: bool,
 }
 
 /// A matched route with its path parameters.
@@ -431,10 +439,11 @@ impl Policy {
             None | Some("none") => BodyKind::None,
             Some("json") => BodyKind::Json,
             Some("upload") => BodyKind::Upload,
+            Some("bytes") => BodyKind::Bytes,
             Some(o) => {
                 return Err((
                     "body",
-                    format!("`{o}` must be \"none\", \"json\" or \"upload\""),
+                    format!("`{o}` must be \"none\", \"json\", \"upload\" or \"bytes\""),
                 ));
             }
         };
@@ -460,6 +469,18 @@ impl Policy {
             }
             q => q.unwrap_or(false),
         };
+        let opens_upload_session = match r.response.as_deref() {
+            Some("upload_session") if !matches!(object, ObjectRule::None { .. }) => true,
+            None | Some("upload_url") => false,
+            Some(o) => {
+                return Err((
+                    "response",
+                    format!(
+                        "`{o}` must be \"upload_url\" or \"upload_session\" (on a route with an object)"
+                    ),
+                ));
+            }
+        };
         Ok(Route {
             body,
             fields: None,
@@ -470,11 +491,8 @@ impl Policy {
             scope_names: r.scopes.join(" "),
             object,
             destination,
-            rewrite_upload_url: match r.response.as_deref() {
-                None => false,
-                Some("upload_url") => true,
-                Some(o) => return Err(("response", format!("`{o}` must be \"upload_url\""))),
-            },
+            rewrite_upload_url: r.response.as_deref() == Some("upload_url"),
+            opens_upload_session,
             query_token,
             origin: match r.origin.as_deref() {
                 None => OriginKind::Api,
@@ -754,7 +772,7 @@ fn parse_object(
         (
             "object",
             format!(
-                "`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F, folder:upload.F or KIND:query.P"
+                "`{object}` is not none, KIND:path.P, KIND:body.F, item:body.F, folder:upload.F, KIND:query.P or upload_session:path.P"
             ),
         )
     };
@@ -766,6 +784,13 @@ fn parse_object(
     }
     match (kind, place) {
         ("item", "body") => Ok(ObjectRule::BodyItem { field }),
+        ("upload_session", "path") => {
+            let param = params
+                .iter()
+                .position(|p| *p == rest)
+                .ok_or(("object", format!("`{rest}` is not a parameter of the path")))?;
+            Ok(ObjectRule::UploadSession { param })
+        }
         (k, "path") => {
             let kind = ItemKind::parse(k).ok_or_else(bad)?;
             let param = params

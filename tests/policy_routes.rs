@@ -57,7 +57,9 @@ fn resource(kind: ItemKind, id: &str) -> String {
 /// `item:body.F` routes take either kind; files are what we test them with.
 fn object_kind(rule: &ObjectRule) -> Option<ItemKind> {
     match rule {
-        ObjectRule::None { .. } => None,
+        // A session id names no file or folder by itself (tests/upload_sessions.rs
+        // covers sessions opened through the gateway).
+        ObjectRule::None { .. } | ObjectRule::UploadSession { .. } => None,
         ObjectRule::Path { kind, .. }
         | ObjectRule::Body { kind, .. }
         | ObjectRule::Upload { kind, .. }
@@ -153,15 +155,19 @@ fn build(route: &Route, named: Option<(ItemKind, &str)>) -> Req {
             content_type: Some(format!("multipart/form-data; boundary={BOUNDARY}")),
             body: multipart(&json!({"name": "x.txt"})),
         },
-        ObjectRule::None { .. } | ObjectRule::Path { .. } if with_body => {
+        ObjectRule::None { .. } | ObjectRule::Path { .. } | ObjectRule::UploadSession { .. }
+            if with_body =>
+        {
             json_req(m, path, &json!({}))
         }
-        ObjectRule::None { .. } | ObjectRule::Path { .. } => Req {
-            method: m.clone(),
-            path,
-            content_type: None,
-            body: Bytes::new(),
-        },
+        ObjectRule::None { .. } | ObjectRule::Path { .. } | ObjectRule::UploadSession { .. } => {
+            Req {
+                method: m.clone(),
+                path,
+                content_type: None,
+                body: Bytes::new(),
+            }
+        }
         ObjectRule::Body { field, .. } => {
             let mut v = json!({});
             set_field(
@@ -349,6 +355,13 @@ fn cases_for(p: &Policy, route: &Route) -> Vec<Case> {
                 ));
             }
         }
+        (ObjectRule::UploadSession { .. }, _) => out.push(case(
+            "restricted token on a session the gateway did not see opened",
+            &scope,
+            Some(resource(ItemKind::Folder, FOLDER)),
+            canonical.clone(),
+            Expect::Refused,
+        )),
         (_, None) => unreachable!("only None rules name no object"),
     }
     out

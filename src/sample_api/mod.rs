@@ -19,12 +19,26 @@
 //!
 //! Every token sees the whole tree: access control is the gateway's job, and
 //! a permissive upstream makes any leak through the gateway visible.
-//! Layout: `routes` maps requests to handlers, `tree` holds the items and
-//! their JSON shapes; uploads are read with `multer`, a standard streaming
-//! multipart parser independent of the gateway's own envelope reader.
+//! Layout: `routes` maps requests to handlers, `tree` holds the items,
+//! `shape` their JSON forms (`fields`, collections, representations),
+//! `sessions` chunked uploads, `image` the thumbnails; uploads are read
+//! with `multer`, a standard streaming multipart parser independent of the
+//! gateway's own envelope reader.
+//!
+//! It answers what Box UI Elements ask for: `fields` selections, paged and
+//! sorted `item_collection`s, `permissions`, search with
+//! `ancestor_folder_ids`, representations (`X-Rep-Hints`) and thumbnails
+//! as real PNG images, download, preflight and upload-session URLs that are
+//! absolute on its own host (as Box's are on its API, upload and download
+//! hosts; see [`SampleApi::set_origins`]).
 
+mod image;
 mod routes;
+mod sessions;
+mod shape;
 mod tree;
+
+pub use shape::Origins;
 
 #[cfg(test)]
 mod tests;
@@ -94,6 +108,13 @@ struct State {
     item_info_calls: AtomicUsize,
     /// Shared link URL -> what `GET /2.0/shared_items` answers for it.
     shared_links: Mutex<HashMap<String, SharedLink>>,
+    /// Open chunked upload sessions by id.
+    sessions: Mutex<HashMap<String, sessions::Session>>,
+    next_session: AtomicU64,
+    /// Part size of new upload sessions.
+    part_size: AtomicU64,
+    /// Hosts named in answers; `None`: the scheme and Host of the request.
+    origins: Mutex<Option<Origins>>,
 }
 
 /// A shared link registered with [`SampleApi::add_shared_link`].
@@ -120,6 +141,10 @@ impl SampleApi {
                 introspection_calls: AtomicUsize::new(0),
                 item_info_calls: AtomicUsize::new(0),
                 shared_links: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(HashMap::new()),
+                next_session: AtomicU64::new(1),
+                part_size: AtomicU64::new(sessions::DEFAULT_PART_SIZE),
+                origins: Mutex::new(None),
             }),
         }
     }
@@ -139,6 +164,20 @@ impl SampleApi {
             exp,
         };
         lock(&self.state.introspectable).insert(token.to_owned(), facts);
+    }
+
+    /// Names these hosts in answers (download and representation URLs,
+    /// upload URLs and session endpoints) instead of the request's own, as
+    /// Box names upload.box.com and dl.boxcloud.com. Each must be served by
+    /// this API too (one [`SampleApi`] can serve several listeners).
+    pub fn set_origins(&self, origins: Origins) {
+        *lock(&self.state.origins) = Some(origins);
+    }
+
+    /// Part size of upload sessions created from now on (default 8 MiB, as
+    /// Box's): tests use small parts.
+    pub fn set_part_size(&self, bytes: u64) {
+        self.state.part_size.store(bytes.max(1), Ordering::SeqCst);
     }
 
     /// Serves HTTP/1.1 and h2c on `listener` until `shutdown` resolves, then
@@ -249,6 +288,35 @@ impl SampleApi {
 }
 
 impl State {
+    /// The hosts to name in this request's answer.
+    fn origins(&self, parts: &http::request::Parts) -> Origins {
+        if let Some(o) = lock(&self.origins).clone() {
+            return o;
+        }
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
+        let here = format!("http://{host}");
+        Origins {
+            api: here.clone(),
+            upload: here.clone(),
+            download: here,
+        }
+    }
+
+    fn part_size(&self) -> u64 {
+        self.part_size.load(Ordering::SeqCst)
+    }
+
+    /// Session ids look like Box's: 32 upper-case hex digits.
+    fn new_session_id(&self) -> String {
+        let n = self.next_session.fetch_add(1, Ordering::SeqCst);
+        format!("{:032X}", 0xD5E3_F7A0_0000_0000_u64 + n)
+    }
+
     /// The user id behind the request's bearer token.
     fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let token = headers
@@ -311,6 +379,8 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Box's `context_info` (e.g. the conflicting item of a 409).
+    context: Option<Value>,
 }
 
 impl ApiError {
@@ -319,6 +389,7 @@ impl ApiError {
             status,
             code,
             message: message.to_owned(),
+            context: None,
         }
     }
 
@@ -335,6 +406,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: format!("Could not find the specified resource ({kind})"),
+            context: None,
         }
     }
 
@@ -342,21 +414,28 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    fn conflict() -> ApiError {
-        ApiError::new(
+    /// 409 naming the item in the way, as Box does (the Content Uploader
+    /// reads `context_info.conflicts.id` to upload a new version instead).
+    fn conflict(existing: Value) -> ApiError {
+        let mut e = ApiError::new(
             StatusCode::CONFLICT,
             "item_name_in_use",
             "Item with the same name already exists",
-        )
+        );
+        e.context = Some(json!({"conflicts": existing}));
+        e
     }
 
     fn into_response(self) -> Response<Full<Bytes>> {
-        let body = json!({
+        let mut body = json!({
             "type": "error",
             "status": self.status.as_u16(),
             "code": self.code,
             "message": self.message,
         });
+        if let Some(c) = self.context {
+            body["context_info"] = c;
+        }
         json_response(self.status, &body)
     }
 }

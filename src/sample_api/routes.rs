@@ -8,8 +8,9 @@ use http::{Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
+use super::shape::{Origins, Page, Rep, Sort, View, version_id};
 use super::tree::{Content, Kind, STORED_BYTES, hex};
-use super::{ApiError, CountedBody, State, json_response, lock};
+use super::{ApiError, CountedBody, State, image, json_response, lock, sessions};
 
 type Answer = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -40,26 +41,113 @@ pub(super) async fn route(st: &State, parts: &Parts, body: &mut CountedBody) -> 
 
     let user = st.authenticate(&parts.headers)?;
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
+    let origins = st.origins(parts);
+    let view = View {
+        origins: &origins,
+        fields: query_value(parts, "fields").map(|f| {
+            f.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
+        rep_hints: parts
+            .headers
+            .get("x-rep-hints")
+            .and_then(|v| v.to_str().ok()),
+    };
     match (method, segs.as_slice()) {
         ("GET", ["2.0", "users", "me"]) => ok(user_json(&user)),
-        ("GET", ["2.0", "shared_items"]) => shared_item(st, parts),
-        ("GET", ["2.0", "files", id]) => ok(lock(&st.tree).file_json(id)?),
-        ("GET", ["2.0", "files", id, "content"]) => download(st, id),
+        ("GET", ["2.0", "shared_items"]) => shared_item(st, parts, &view),
+        ("GET", ["2.0", "files", id]) => ok(lock(&st.tree).file_json(id, &view)?),
+        ("GET", ["2.0", "files", id, "content"] | ["api", "2.0", "files", id, "content"]) => {
+            download(st, id)
+        }
+        ("GET", ["2.0", "files", id, "thumbnail.png"]) => {
+            lock(&st.tree).get(id, Kind::File)?;
+            Ok(bytes_response("image/png", image::png(id)))
+        }
+        ("GET", ["2.0", "files", id, "thumbnail.jpg"]) => {
+            lock(&st.tree).get(id, Kind::File)?;
+            Ok(bytes_response("image/jpeg", image::jpeg(id)))
+        }
+        ("GET", ["2.0", "files", id, "versions"]) => {
+            lock(&st.tree).get(id, Kind::File)?;
+            ok(json!({"total_count": 0, "entries": [], "offset": 0, "limit": 1000}))
+        }
+        (
+            "GET",
+            [
+                "2.0",
+                "internal_files",
+                id,
+                "versions",
+                version,
+                "representations",
+                rep,
+            ],
+        ) => {
+            let (rep, version) = representation(st, id, version, rep)?;
+            ok(rep.entry(id, &version, &origins))
+        }
+        (
+            "GET",
+            [
+                "api",
+                "2.0",
+                "internal_files",
+                id,
+                "versions",
+                version,
+                "representations",
+                rep,
+                "content",
+                asset,
+            ]
+            | [
+                "2.0",
+                "internal_files",
+                id,
+                "versions",
+                version,
+                "representations",
+                rep,
+                "content",
+                asset,
+            ],
+        ) => representation_content(st, id, version, rep, asset),
+        ("GET", ["2.0", "search"]) => {
+            let query = query_value(parts, "query").unwrap_or_default();
+            let ancestors: Vec<String> = query_value(parts, "ancestor_folder_ids")
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+                .unwrap_or_default();
+            let kind = match query_value(parts, "type").as_deref() {
+                None => None,
+                Some("file") => Some(Kind::File),
+                Some("folder") => Some(Kind::Folder),
+                Some(_) => return Err(ApiError::bad_request("bad_request", "Invalid type")),
+            };
+            let page = page(parts, 30, 200)?;
+            ok(lock(&st.tree).search(&query, &ancestors, kind, &view, &page))
+        }
+        ("GET", ["2.0", "recent_items"]) => ok(lock(&st.tree).recents(&view)),
         ("PUT", ["2.0", "files", id]) => {
             let (name, parent) = update_fields(&json_body(body).await?)?;
             let mut tree = lock(&st.tree);
             tree.update(id, Kind::File, name.as_deref(), parent.as_deref())?;
-            ok(tree.file_json(id)?)
+            ok(tree.file_json(id, &view)?)
         }
         ("DELETE", ["2.0", "files", id]) => {
             lock(&st.tree).delete(id, Kind::File, false)?;
             Ok(no_content())
         }
-        ("GET", ["2.0", "folders", id]) => ok(lock(&st.tree).folder_json(id)?),
+        ("GET", ["2.0", "folders", id]) => {
+            let page = page(parts, 100, 1000)?;
+            ok(lock(&st.tree).folder_json(id, &view, &page)?)
+        }
         ("GET", ["2.0", "folders", id, "items"]) => {
-            let offset = query_number(parts, "offset").unwrap_or(0);
-            let limit = query_number(parts, "limit").unwrap_or(100).clamp(1, 1000);
-            ok(lock(&st.tree).items_json(id, offset, limit)?)
+            let page = page(parts, 100, 1000)?;
+            ok(lock(&st.tree).items_json(id, &view, &page)?)
         }
         ("POST", ["2.0", "folders"]) => {
             let (name, parent) = update_fields(&json_body(body).await?)?;
@@ -71,49 +159,74 @@ pub(super) async fn route(st: &State, parts: &Parts, body: &mut CountedBody) -> 
             };
             let mut tree = lock(&st.tree);
             let id = tree.create_folder(&name, &parent)?;
-            Ok(json_response(StatusCode::CREATED, &tree.folder_json(&id)?))
+            let answer = tree.folder_json(&id, &view, &Page::default())?;
+            Ok(json_response(StatusCode::CREATED, &answer))
         }
         ("PUT", ["2.0", "folders", id]) => {
             let (name, parent) = update_fields(&json_body(body).await?)?;
             let mut tree = lock(&st.tree);
             tree.update(id, Kind::Folder, name.as_deref(), parent.as_deref())?;
-            ok(tree.folder_json(id)?)
+            ok(tree.folder_json(id, &view, &Page::default())?)
         }
         ("DELETE", ["2.0", "folders", id]) => {
             let recursive = query_value(parts, "recursive").is_some_and(|v| v == "true");
             lock(&st.tree).delete(id, Kind::Folder, recursive)?;
             Ok(no_content())
         }
-        // Box's upload preflight: checks name and parent, then names the
-        // upload host to use (here: this server, from the Host header).
+        // Box's upload preflight: checks name and parent (or the file, for a
+        // new version), then names where to send the bytes: an absolute URL
+        // on the upload host, as Box does.
         ("OPTIONS", ["2.0", "files", "content"]) => {
             let (name, parent) = update_fields(&json_body(body).await?)?;
-            let (Some(_), Some(parent)) = (name, parent) else {
+            let (Some(name), Some(parent)) = (name, parent) else {
                 return Err(ApiError::bad_request(
                     "bad_request",
                     "name and parent.id are required",
                 ));
             };
-            lock(&st.tree).get(&parent, Kind::Folder)?;
-            let host = parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            ok(json!({
-                "upload_url": format!("http://{host}/api/2.0/files/content?upload_session_id=preflight-1"),
-                "upload_token": null
-            }))
+            lock(&st.tree).check_name(&parent, &name, None)?;
+            ok(preflight_answer(&origins, "content"))
         }
-        ("POST", ["api", "2.0", "files", "content"]) => upload(st, parts, body, None).await,
-        ("POST", ["api", "2.0", "files", id, "content"]) => upload(st, parts, body, Some(id)).await,
+        ("OPTIONS", ["2.0", "files", id, "content"]) => {
+            let (name, _) = update_fields(&json_body(body).await?)?;
+            let tree = lock(&st.tree);
+            let file = tree.get(id, Kind::File)?;
+            if let (Some(name), Some(parent)) = (name, &file.parent) {
+                tree.check_name(parent, &name, Some(id))?;
+            }
+            ok(preflight_answer(&origins, &format!("{id}/content")))
+        }
+        ("POST", ["api", "2.0", "files", "upload_sessions"]) => {
+            sessions::create(st, &origins, &json_body(body).await?, None)
+        }
+        ("POST", ["api", "2.0", "files", id, "upload_sessions"]) => {
+            sessions::create(st, &origins, &json_body(body).await?, Some(id))
+        }
+        ("GET", ["api", "2.0", "files", "upload_sessions", sid]) => {
+            sessions::status(st, &origins, sid)
+        }
+        ("PUT", ["api", "2.0", "files", "upload_sessions", sid]) => {
+            sessions::put_part(st, parts, body, sid).await
+        }
+        ("GET", ["api", "2.0", "files", "upload_sessions", sid, "parts"]) => {
+            sessions::list_parts(st, sid)
+        }
+        ("POST", ["api", "2.0", "files", "upload_sessions", sid, "commit"]) => {
+            let commit = json_body(body).await?;
+            sessions::commit(st, parts, &view, sid, &commit)
+        }
+        ("DELETE", ["api", "2.0", "files", "upload_sessions", sid]) => sessions::abort(st, sid),
+        ("POST", ["api", "2.0", "files", "content"]) => upload(st, parts, body, None, &view).await,
+        ("POST", ["api", "2.0", "files", id, "content"]) => {
+            upload(st, parts, body, Some(id), &view).await
+        }
         // Any other route answers 2xx, so every route of a policy file can be
         // exercised end to end without this API knowing it.
         _ => ok(json!({"type": "echo", "method": method, "path": parts.uri.path()})),
     }
 }
 
-fn user_json(id: &str) -> Value {
+pub(super) fn user_json(id: &str) -> Value {
     let (name, login) = if id == super::DEMO_USER {
         ("Demo User".to_owned(), "demo@example.com".to_owned())
     } else {
@@ -123,13 +236,119 @@ fn user_json(id: &str) -> Value {
 }
 
 fn download(st: &State, id: &str) -> Answer {
-    let content = lock(&st.tree).get(id, Kind::File)?.content.clone();
-    let mut response = Response::new(Full::new(content));
+    let tree = lock(&st.tree);
+    let file = tree.get(id, Kind::File)?;
+    let mut response = bytes_response("application/octet-stream", file.content.clone());
+    // Box names the file for the browser's download; the name is ours, so
+    // only its plain characters go in the header.
+    let name: String = file
+        .name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || ".-_ ".contains(*c))
+        .collect();
+    if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+pub(super) fn bytes_response(
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/octet-stream"),
+        header::HeaderValue::from_static(content_type),
     );
-    Ok(response)
+    response
+}
+
+fn preflight_answer(origins: &Origins, tail: &str) -> Value {
+    json!({
+        "upload_url": format!("{}/api/2.0/files/{tail}?upload_session_id=preflight", origins.upload),
+        "upload_token": "sample-upload-token-for-the-parent",
+    })
+}
+
+/// The representation named in a URL, for the current version of a file.
+fn representation(
+    st: &State,
+    id: &str,
+    version: &str,
+    rep: &str,
+) -> Result<(Rep, String), ApiError> {
+    let tree = lock(&st.tree);
+    let file = tree.get(id, Kind::File)?;
+    let current = version_id(id, file);
+    let rep = Rep::from_name(rep).filter(|_| current == version);
+    rep.map(|r| (r, current))
+        .ok_or_else(|| ApiError::not_found("representation"))
+}
+
+fn representation_content(st: &State, id: &str, version: &str, rep: &str, asset: &str) -> Answer {
+    let (rep, _) = representation(st, id, version, rep)?;
+    if !rep.has_asset(asset) {
+        return Err(ApiError::not_found("asset"));
+    }
+    Ok(match rep.kind {
+        "png" => bytes_response("image/png", image::png(id)),
+        "jpg" => bytes_response("image/jpeg", image::jpeg(id)),
+        "text" => {
+            let content = lock(&st.tree).get(id, Kind::File)?.content.clone();
+            bytes_response("text/plain; charset=utf-8", content)
+        }
+        _ => {
+            let content = lock(&st.tree).get(id, Kind::File)?.content.clone();
+            bytes_response("application/pdf", content)
+        }
+    })
+}
+
+/// `offset`/`limit` (or `usemarker`/`marker`), `sort` and `direction`.
+fn page(parts: &Parts, default_limit: usize, max_limit: usize) -> Result<Page, ApiError> {
+    let bad = |m: &str| ApiError::bad_request("bad_request", m);
+    let number = |key: &str| -> Result<Option<usize>, ApiError> {
+        query_value(parts, key)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| bad("offset and limit must be numbers"))
+            })
+            .transpose()
+    };
+    let marker = query_value(parts, "usemarker").is_some_and(|v| v == "true");
+    let offset = match (marker, query_value(parts, "marker")) {
+        (true, Some(m)) => m
+            .strip_prefix('m')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| bad("Invalid marker"))?,
+        _ => number("offset")?.unwrap_or(0),
+    };
+    let limit = number("limit")?
+        .unwrap_or(default_limit)
+        .clamp(1, max_limit);
+    let sort = match query_value(parts, "sort").as_deref() {
+        None | Some("name") => Sort::Name,
+        Some("id") => Sort::Id,
+        Some("date") => Sort::Date,
+        Some("size") => Sort::Size,
+        Some(_) => return Err(bad("Invalid sort")),
+    };
+    let descending = match query_value(parts, "direction") {
+        None => false,
+        Some(d) if d.eq_ignore_ascii_case("asc") => false,
+        Some(d) if d.eq_ignore_ascii_case("desc") => true,
+        Some(_) => return Err(bad("Invalid direction")),
+    };
+    Ok(Page {
+        offset,
+        limit,
+        sort,
+        descending,
+        marker,
+    })
 }
 
 fn no_content() -> Response<Full<Bytes>> {
@@ -166,18 +385,14 @@ fn form_value<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-fn query_value(parts: &Parts, key: &str) -> Option<String> {
+pub(super) fn query_value(parts: &Parts, key: &str) -> Option<String> {
     let query = parts.uri.query()?;
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
 }
 
-fn query_number(parts: &Parts, key: &str) -> Option<usize> {
-    query_value(parts, key)?.parse().ok()
-}
-
-async fn json_body(body: &mut CountedBody) -> Result<Value, ApiError> {
+pub(super) async fn json_body(body: &mut CountedBody) -> Result<Value, ApiError> {
     let bytes = body.collect(JSON_LIMIT).await?;
     parse_json(&bytes)
 }
@@ -245,7 +460,13 @@ impl FileSink {
 /// attributes must come before it, which is what lets the file be streamed
 /// rather than held until its destination is known. As a permissive
 /// upstream would, the latest `attributes` before the last file part wins.
-async fn upload(st: &State, parts: &Parts, body: &mut CountedBody, target: Option<&str>) -> Answer {
+async fn upload(
+    st: &State,
+    parts: &Parts,
+    body: &mut CountedBody,
+    target: Option<&str>,
+    view: &View<'_>,
+) -> Answer {
     let boundary = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -306,7 +527,7 @@ async fn upload(st: &State, parts: &Parts, body: &mut CountedBody, target: Optio
         }
         (None, None) => return Err(ApiError::bad_request("bad_request", "No parent folder")),
     };
-    let entry = tree.file_json(&id)?;
+    let entry = tree.file_json(&id, view)?;
     Ok(json_response(
         status,
         &json!({"total_count": 1, "entries": [entry]}),
@@ -315,7 +536,7 @@ async fn upload(st: &State, parts: &Parts, body: &mut CountedBody, target: Optio
 
 /// `GET /2.0/shared_items`: the item behind the `BoxApi: shared_link=<url>`
 /// header, with its `shared_link` (Box answers 404 for a link it does not know).
-fn shared_item(st: &State, parts: &Parts) -> Answer {
+fn shared_item(st: &State, parts: &Parts, view: &View<'_>) -> Answer {
     let url = parts
         .headers
         .get("boxapi")
@@ -326,8 +547,8 @@ fn shared_item(st: &State, parts: &Parts) -> Answer {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "Shared link not found")
     })?;
     let mut item = match link.kind.as_str() {
-        "file" => lock(&st.tree).file_json(&link.id)?,
-        "folder" => lock(&st.tree).folder_json(&link.id)?,
+        "file" => lock(&st.tree).file_json(&link.id, view)?,
+        "folder" => lock(&st.tree).folder_json(&link.id, view, &Page::default())?,
         other => json!({"type": other, "id": link.id}),
     };
     item["shared_link"] = json!({

@@ -7,9 +7,17 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ApiError;
+use super::shape::{Page, View};
+
+/// 2026-01-01T00:00:00Z: when the seeded tree was "made".
+const SEEDED_AT: u64 = 1_767_225_600;
+
+fn now() -> u64 {
+    crate::clock::unix_now()
+}
 
 /// Box's id for the root folder of every user.
 pub const ROOT: &str = "0";
@@ -26,7 +34,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::Folder => "folder",
             Kind::File => "file",
@@ -50,6 +58,16 @@ pub struct Item {
     pub revision: u64,
     /// Bumped on every content upload; names the file_version.
     pub version: u64,
+    /// Unix seconds; seeded items get fixed times so answers are stable.
+    pub created_at: u64,
+    /// Unix seconds of the last change of name, place or content.
+    pub modified_at: u64,
+}
+
+impl Item {
+    pub fn kind_str(&self) -> &'static str {
+        self.kind.as_str()
+    }
 }
 
 /// Content summary of an upload, computed while it streamed past.
@@ -96,6 +114,8 @@ impl Tree {
         for (id, name, parent) in folders {
             t.insert(id, Kind::Folder, name, parent, Content::of(b""));
         }
+        // Each seeded item a day apart from 2026-01-01, in seeding order.
+        let mut day = SEEDED_AT;
         let files: [(&str, &str, &str, &[u8]); 4] = [
             ("1001", "plan.txt", "100", b"the plan\n"),
             ("1002", "summary.txt", "110", b"revenue is up\n"),
@@ -104,6 +124,11 @@ impl Tree {
         ];
         for (id, name, parent, body) in files {
             t.insert(id, Kind::File, name, Some(parent), Content::of(body));
+        }
+        for item in t.items.values_mut() {
+            item.created_at = day;
+            item.modified_at = day;
+            day += 86_400;
         }
         t
     }
@@ -122,6 +147,8 @@ impl Tree {
             },
             revision: 0,
             version: 0,
+            created_at: now(),
+            modified_at: now(),
         };
         self.items.insert(id.to_owned(), item);
     }
@@ -135,7 +162,7 @@ impl Tree {
             .ok_or_else(|| ApiError::not_found(kind.as_str()))
     }
 
-    fn children(&self, id: &str) -> Vec<(&String, &Item)> {
+    pub fn children(&self, id: &str) -> Vec<(&String, &Item)> {
         let mut kids: Vec<_> = self
             .items
             .iter()
@@ -145,87 +172,45 @@ impl Tree {
         kids
     }
 
-    fn mini(&self, id: &str, item: &Item) -> Value {
-        // Box reports null etag and sequence_id for the root folder.
-        let (etag, seq) = if id == ROOT {
-            (Value::Null, Value::Null)
-        } else {
-            let r = Value::String(item.revision.to_string());
-            (r.clone(), r)
-        };
-        let mut v = json!({
-            "type": item.kind.as_str(), "id": id, "name": item.name,
-            "etag": etag, "sequence_id": seq,
-        });
-        if item.kind == Kind::File {
-            v["sha1"] = json!(item.sha1);
-            v["file_version"] = self.file_version(id, item);
-        }
-        v
+    /// Any item by id.
+    pub fn item(&self, id: &str) -> Option<&Item> {
+        self.items.get(id)
     }
 
-    fn file_version(&self, id: &str, item: &Item) -> Value {
-        let vid = match item.version {
-            0 => format!("v{id}"),
-            n => format!("v{id}-{n}"),
-        };
-        json!({"type": "file_version", "id": vid, "sha1": item.sha1})
+    pub fn all(&self) -> impl Iterator<Item = (&String, &Item)> {
+        self.items.iter()
     }
 
-    /// Ancestors, root first, as Box's `path_collection`.
-    fn path_collection(&self, item: &Item) -> Value {
-        let mut entries = Vec::new();
+    /// Ancestors of `item`, root first.
+    pub fn ancestors<'a>(&'a self, item: &'a Item) -> Vec<(&'a str, &'a Item)> {
+        let mut out = Vec::new();
         let mut at = item.parent.as_deref();
         // Bounded by the item count, so a corrupted parent chain cannot loop.
-        while let Some(pid) = at.filter(|_| entries.len() <= self.items.len()) {
+        while let Some(pid) = at.filter(|_| out.len() <= self.items.len()) {
             let Some(p) = self.items.get(pid) else { break };
-            entries.push(self.mini(pid, p));
+            out.push((pid, p));
             at = p.parent.as_deref();
         }
-        entries.reverse();
-        json!({"total_count": entries.len(), "entries": entries})
+        out.reverse();
+        out
     }
 
-    fn full(&self, id: &str, item: &Item) -> Value {
-        let mut v = self.mini(id, item);
-        v["size"] = json!(item.size);
-        v["parent"] = match &item.parent {
-            Some(pid) => self
-                .items
-                .get(pid)
-                .map_or(Value::Null, |p| self.mini(pid, p)),
-            None => Value::Null,
-        };
-        v["path_collection"] = self.path_collection(item);
-        v["item_status"] = json!("active");
-        v
+    pub fn file_json(&self, id: &str, view: &View) -> Result<Value, ApiError> {
+        let item = self.get(id, Kind::File)?;
+        Ok(self.item_json(id, item, view, &Page::default()))
     }
 
-    pub fn file_json(&self, id: &str) -> Result<Value, ApiError> {
-        Ok(self.full(id, self.get(id, Kind::File)?))
-    }
-
-    pub fn folder_json(&self, id: &str) -> Result<Value, ApiError> {
+    pub fn folder_json(&self, id: &str, view: &View, page: &Page) -> Result<Value, ApiError> {
         let item = self.get(id, Kind::Folder)?;
-        let mut v = self.full(id, item);
-        v["size"] = json!(self.subtree_size(id));
-        v["item_collection"] = self.items_json(id, 0, 100)?;
-        Ok(v)
+        Ok(self.item_json(id, item, view, page))
     }
 
-    pub fn items_json(&self, id: &str, offset: usize, limit: usize) -> Result<Value, ApiError> {
+    pub fn items_json(&self, id: &str, view: &View, page: &Page) -> Result<Value, ApiError> {
         self.get(id, Kind::Folder)?;
-        let kids = self.children(id);
-        let entries: Vec<Value> = kids
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|(cid, c)| self.mini(cid, c))
-            .collect();
-        Ok(json!({"total_count": kids.len(), "entries": entries, "offset": offset, "limit": limit}))
+        Ok(self.listing(id, view, page))
     }
 
-    fn subtree_size(&self, id: &str) -> u64 {
+    pub fn subtree_size(&self, id: &str) -> u64 {
         self.children(id)
             .iter()
             .map(|(cid, c)| match c.kind {
@@ -258,10 +243,10 @@ impl Tree {
         self.get(parent, Kind::Folder)?;
         let taken = self
             .children(parent)
-            .iter()
-            .any(|(cid, c)| c.name == name && Some(cid.as_str()) != except);
-        if taken {
-            return Err(ApiError::conflict());
+            .into_iter()
+            .find(|(cid, c)| c.name == name && Some(cid.as_str()) != except);
+        if let Some((cid, c)) = taken {
+            return Err(ApiError::conflict(self.mini(cid, c)));
         }
         Ok(())
     }
@@ -312,6 +297,7 @@ impl Tree {
             item.sha1 = content.sha1;
             item.version += 1;
             item.revision += 1;
+            item.modified_at = now();
         }
     }
 
@@ -343,12 +329,13 @@ impl Tree {
             item.name = name;
             item.parent = Some(parent);
             item.revision += 1;
+            item.modified_at = now();
         }
         Ok(())
     }
 
     /// Whether `id` is `ancestor` or lies below it.
-    fn is_within(&self, id: &str, ancestor: &str) -> bool {
+    pub fn is_within(&self, id: &str, ancestor: &str) -> bool {
         let mut at = Some(id);
         for _ in 0..=self.items.len() {
             match at {
