@@ -109,7 +109,17 @@ impl Plan {
 fn is_callback(name: Option<&str>) -> bool {
     matches!(
         name,
-        Some("authenticated_download_url" | "upload_url" | "url_template")
+        Some(
+            "authenticated_download_url"
+                | "upload_url"
+                | "url_template"
+                | "upload_part"
+                | "commit"
+                | "abort"
+                | "list_parts"
+                | "status"
+                | "log_event"
+        )
     )
 }
 
@@ -117,7 +127,8 @@ fn is_callback(name: Option<&str>) -> bool {
 /// becomes the same path and query on the gateway (`gateway`: scheme and
 /// authority, no path), but only if that path is canonical and the policy
 /// routes it back to that same origin for the method a client uses on it
-/// (`POST` for `upload_url`, `GET` for everything else): so the gateway
+/// (`POST` for `upload_url` and a session's `commit`, `PUT` for its
+/// `upload_part`, `DELETE` for its `abort`, `GET` for everything else): so the gateway
 /// URL reaches exactly the upstream URL it replaced. A known-origin URL that does not round
 /// trip, or any URL when the gateway's own address is unknown, is dropped;
 /// a URL on another host is dropped under a callback member
@@ -153,10 +164,13 @@ pub fn map_url(
     let Some(gateway) = gateway else {
         return UrlAction::Drop;
     };
-    let method = if name == Some("upload_url") {
-        Method::POST
-    } else {
-        Method::GET
+    // The method a client uses on the URL: the upload preflight's and an
+    // upload session's endpoints (`session_endpoints`) are not GETs.
+    let method = match name {
+        Some("upload_url" | "commit") => Method::POST,
+        Some("upload_part") => Method::PUT,
+        Some("abort") => Method::DELETE,
+        _ => Method::GET,
     };
     if routes_back(policy, &method, rest, kinds) {
         UrlAction::Replace(format!("{gateway}{rest}"))
@@ -340,6 +354,25 @@ scopes = ["item_download"]
 object = "file:path.id"
 origin = "public_download"
 answer = "bytes"
+
+[[route]]
+name = "session.part"
+method = "PUT"
+path = "/api/2.0/files/upload_sessions/{s}"
+scopes = ["item_upload"]
+object = "none"
+body = "bytes"
+origin = "upload"
+
+[[route]]
+name = "session.commit"
+method = "POST"
+path = "/api/2.0/files/upload_sessions/{s}/commit"
+scopes = ["item_upload"]
+object = "none"
+body = "json"
+fields = { parts = "route" }
+origin = "upload"
 "#;
 
     fn setup() -> (Policy, Origins) {
@@ -387,6 +420,25 @@ answer = "bytes"
         let route = p.find_slash(&method, &path, slash)?.route;
         let base = o.list.iter().find(|(k, _)| *k == route.origin)?.1.clone();
         Some(format!("{base}{rest}"))
+    }
+
+    #[test]
+    fn upload_session_endpoints_map_by_the_method_a_client_uses_on_them() {
+        let base = "https://upload.box.com/api/2.0/files/upload_sessions/F1";
+        let gw = "https://gw.example/api/2.0/files/upload_sessions/F1";
+        assert_eq!(map(base, "upload_part"), UrlAction::Replace(gw.into()));
+        assert_eq!(
+            map(&format!("{base}/commit"), "commit"),
+            UrlAction::Replace(format!("{gw}/commit"))
+        );
+        // No route takes a GET of the part URL, nor a DELETE here: dropped,
+        // never passed on pointing at the upstream.
+        assert_eq!(map(base, "status"), UrlAction::Drop);
+        assert_eq!(map(base, "abort"), UrlAction::Drop);
+        assert_eq!(
+            map("https://elsewhere.example/x", "commit"),
+            UrlAction::Drop
+        );
     }
 
     #[test]
