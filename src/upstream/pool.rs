@@ -198,7 +198,7 @@ impl Pool {
                 Ok(resp) => return Ok(resp),
                 // Not written (the upstream closed the idle connection): once more, fresh.
                 Err(Unsent(Some(back), _)) => req = back,
-                Err(Unsent(None, e)) => return Err(e.into()),
+                Err(Unsent(None, e)) => return Err(e),
             }
         }
         let sender = match self.idle_or_permit(|| self.checkout()).await? {
@@ -207,7 +207,7 @@ impl Pool {
         };
         self.try_send(sender, req, &sent)
             .await
-            .map_err(|Unsent(_, e)| e.into())
+            .map_err(|Unsent(_, e)| e)
     }
 
     /// A request without a body, by the lean exchange (or over HTTP/2 when
@@ -281,7 +281,7 @@ impl Pool {
             Ok(resp) => return Ok(resp),
             Err(Unsent(_, e)) if unprocessed(&e) => e,
             Err(Unsent(Some(_), e)) => e,
-            Err(Unsent(None, e)) => return Err(e.into()),
+            Err(Unsent(None, e)) => return Err(e),
         };
         tracing::debug!(error = %e, "HTTP/2 request not processed; sending it again");
         self.forget_h2();
@@ -291,7 +291,7 @@ impl Pool {
         };
         self.try_send(sender, Request::from_parts(again, body::empty()), &sent)
             .await
-            .map_err(|Unsent(_, e)| e.into())
+            .map_err(|Unsent(_, e)| e)
     }
 
     /// Drops the shared HTTP/2 connection: it refused a request, so new
@@ -374,18 +374,23 @@ impl Pool {
                 Ok(()) => Ok(resp),
                 Err(e) => {
                     tracing::debug!(error = %e, "upstream answer refused");
-                    Err(Unsent(None, PoolError::H1(e)))
+                    Err(PoolError::H1(e))
                 }
             };
+        let refused = |e| Unsent(None, e);
         match sender {
             Sender::H1(mut s) => match s.try_send_request(req).await {
-                Ok(resp) => Ok(self.give_back_after(checked(resp)?, s, sent.clone())),
+                Ok(resp) => {
+                    Ok(self.give_back_after(checked(resp).map_err(refused)?, s, sent.clone()))
+                }
                 Err(mut e) => Err(Unsent(e.take_message(), e.into_error().into())),
             },
             Sender::H2(mut s) => match s.try_send_request(self.absolute_form(req)).await {
                 Ok(resp) => {
                     let pool = self.clone();
-                    Ok(checked(resp)?.map(|b| body::boxed(Watched::answer(b, pool))))
+                    Ok(checked(resp)
+                        .map_err(refused)?
+                        .map(|b| body::boxed(Watched::answer(b, pool))))
                 }
                 Err(mut e) => Err(Unsent(e.take_message(), e.into_error().into())),
             },
