@@ -33,6 +33,8 @@ enum Act {
     Drain(usize),
     /// Closes the connection.
     Close,
+    /// Resets the connection (RST, not FIN).
+    Reset,
     /// Sends nothing more, ever, and keeps the connection open.
     Stall,
 }
@@ -173,6 +175,10 @@ async fn upstream(first: &'static [Act], second: &'static [Act], skip_body: bool
                                 written.notify_one();
                             }
                             Close => return,
+                            Reset => {
+                                let _ = s.set_zero_linger();
+                                return;
+                            }
                             Stall => std::future::pending::<()>().await,
                         }
                     }
@@ -377,6 +383,15 @@ fn cases() -> Vec<Case> {
         second: &[Close],
         ..case(
             "a pooled connection reset on the next request: the GET is sent again",
+            s(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
+            answer(200, "ok"),
+            true,
+        )
+    });
+    v.push(Case {
+        second: &[Reset],
+        ..case(
+            "a pooled connection reset (RST) on the next request: the GET is sent again",
             s(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
             answer(200, "ok"),
             true,

@@ -42,7 +42,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -55,9 +55,13 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::IntCounterVec;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+mod reap;
+mod wait;
+
 use super::h1;
 use super::watch::Watched;
 use crate::body::{self, Body, BoxError};
+use wait::Got;
 
 /// How the pool treats its connections; see the module documentation.
 /// (`tcp_keepalive` is the connector's.)
@@ -115,17 +119,6 @@ impl Idle {
     }
 }
 
-/// The expired connections at the bottom of `stack` (which is in the order
-/// they went idle), taken out to be closed after the lock is released.
-fn take_expired<T>(
-    stack: &mut Vec<(T, Instant)>,
-    now: Instant,
-    ttl: Duration,
-) -> Vec<(T, Instant)> {
-    let n = stack.partition_point(|(_, since)| now.duration_since(*since) >= ttl);
-    stack.drain(..n).collect()
-}
-
 /// What the lean path found idle.
 enum Lean {
     H2(http2::SendRequest<Body>),
@@ -141,12 +134,6 @@ enum Fresh {
 enum Sender {
     H1(http1::SendRequest<Body>),
     H2(http2::SendRequest<Body>),
-}
-
-/// An idle connection, or the right to open a new one.
-enum Got<T> {
-    Idle(T),
-    New(OwnedSemaphorePermit),
 }
 
 impl Pool {
@@ -169,7 +156,7 @@ impl Pool {
             errors,
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(reap(Arc::downgrade(&pool)));
+            rt.spawn(reap::reap(Arc::downgrade(&pool)));
         }
         pool
     }
@@ -211,7 +198,7 @@ impl Pool {
                 Ok(resp) => return Ok(resp),
                 // Not written (the upstream closed the idle connection): once more, fresh.
                 Err(Unsent(Some(back), _)) => req = back,
-                Err(Unsent(None, e)) => return Err(e.into()),
+                Err(Unsent(None, e)) => return Err(e),
             }
         }
         let sender = match self.idle_or_permit(|| self.checkout()).await? {
@@ -220,7 +207,7 @@ impl Pool {
         };
         self.try_send(sender, req, &sent)
             .await
-            .map_err(|Unsent(_, e)| e.into())
+            .map_err(|Unsent(_, e)| e)
     }
 
     /// A request without a body, by the lean exchange (or over HTTP/2 when
@@ -294,7 +281,7 @@ impl Pool {
             Ok(resp) => return Ok(resp),
             Err(Unsent(_, e)) if unprocessed(&e) => e,
             Err(Unsent(Some(_), e)) => e,
-            Err(Unsent(None, e)) => return Err(e.into()),
+            Err(Unsent(None, e)) => return Err(e),
         };
         tracing::debug!(error = %e, "HTTP/2 request not processed; sending it again");
         self.forget_h2();
@@ -304,7 +291,7 @@ impl Pool {
         };
         self.try_send(sender, Request::from_parts(again, body::empty()), &sent)
             .await
-            .map_err(|Unsent(_, e)| e.into())
+            .map_err(|Unsent(_, e)| e)
     }
 
     /// Drops the shared HTTP/2 connection: it refused a request, so new
@@ -376,33 +363,6 @@ impl Pool {
         self.push_idle(|i| &mut i.lean, c);
     }
 
-    /// An idle connection from `take`, or a permit for a new one: at once
-    /// if the origin is under `max_connections`, else whichever comes first
-    /// within `connection_wait`.
-    async fn idle_or_permit<T>(&self, take: impl Fn() -> Option<T>) -> Result<Got<T>, PoolError> {
-        if let Ok(p) = self.limit.clone().try_acquire_owned() {
-            return Ok(Got::New(p));
-        }
-        let deadline = tokio::time::Instant::now() + self.settings.connection_wait;
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiting);
-        loop {
-            let returned = self.returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
-            if let Some(c) = take() {
-                return Ok(Got::Idle(c));
-            }
-            tokio::select! {
-                p = self.limit.clone().acquire_owned() => {
-                    return Ok(Got::New(p.expect("the pool's semaphore is never closed")));
-                }
-                () = &mut returned => {}
-                () = tokio::time::sleep_until(deadline) => return Err(PoolError::Busy),
-            }
-        }
-    }
-
     async fn try_send(
         self: &Arc<Pool>,
         sender: Sender,
@@ -414,18 +374,23 @@ impl Pool {
                 Ok(()) => Ok(resp),
                 Err(e) => {
                     tracing::debug!(error = %e, "upstream answer refused");
-                    Err(Unsent(None, PoolError::H1(e)))
+                    Err(PoolError::H1(e))
                 }
             };
+        let refused = |e| Unsent(None, e);
         match sender {
             Sender::H1(mut s) => match s.try_send_request(req).await {
-                Ok(resp) => Ok(self.give_back_after(checked(resp)?, s, sent.clone())),
+                Ok(resp) => {
+                    Ok(self.give_back_after(checked(resp).map_err(refused)?, s, sent.clone()))
+                }
                 Err(mut e) => Err(Unsent(e.take_message(), e.into_error().into())),
             },
             Sender::H2(mut s) => match s.try_send_request(self.absolute_form(req)).await {
                 Ok(resp) => {
                     let pool = self.clone();
-                    Ok(checked(resp)?.map(|b| body::boxed(Watched::answer(b, pool))))
+                    Ok(checked(resp)
+                        .map_err(refused)?
+                        .map(|b| body::boxed(Watched::answer(b, pool))))
                 }
                 Err(mut e) => Err(Unsent(e.take_message(), e.into_error().into())),
             },
@@ -533,47 +498,6 @@ impl Pool {
         } else {
             Ok(Fresh::H1(Box::new(io), permit))
         }
-    }
-
-    /// Closes the connections idle for longer than `idle_timeout`, and
-    /// hyper's that have closed; returns how many went.
-    fn reap_once(&self) -> usize {
-        let now = Instant::now();
-        let ttl = self.settings.idle_timeout;
-        let (lean, h1) = {
-            let mut idle = self.lock();
-            idle.h1.retain(|(s, _)| !s.is_closed());
-            let lean = take_expired(&mut idle.lean, now, ttl);
-            let h1 = take_expired(&mut idle.h1, now, ttl);
-            (lean, h1)
-        };
-        lean.len() + h1.len()
-    }
-}
-
-/// The reaper: every half `idle_timeout`, closes what has expired, until
-/// the pool is dropped.
-async fn reap(pool: Weak<Pool>) {
-    let every = match pool.upgrade() {
-        Some(p) => (p.settings.idle_timeout / 2).max(Duration::from_millis(10)),
-        None => return,
-    };
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(pool) = pool.upgrade() else { return };
-        pool.reap_once();
-    }
-}
-
-/// Counts a waiting request out when it stops waiting, however it stops.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
