@@ -133,8 +133,9 @@ pub fn boundary(content_type: &str) -> Option<String> {
             (b, &value[end..])
         }
     };
-    // Only trailing spaces may follow: no second parameter of any name.
-    if !rest.bytes().all(|c| c == b' ') || b.is_empty() || b.len() > 70 {
+    // Nothing may follow: no second parameter of any name, and no trailing
+    // space (multer refuses one: found by the `multipart` fuzz target).
+    if !rest.is_empty() || b.is_empty() || b.len() > 70 {
         return None;
     }
     Some(b.to_string())
@@ -765,6 +766,8 @@ mod tests {
             "multipart/form-data;\t boundary=\"a:b\"",
             "multipart/form-data;\tboundary=a",
             "multipart/form-data; boundary=a\t",
+            "multipart/form-data; boundary=a ",
+            "multipart/form-data; boundary=\"a\" ",
             "multipart/form-data; boundary=\"a\\\"b\"",
             "multipart/form-data; boundary=\"a\\b\"",
             "multipart/form-data; boundary=\"a b \"",
