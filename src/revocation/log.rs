@@ -212,6 +212,13 @@ impl RevocationLog {
     /// Appends several records with one `sync_data`; returns once all are
     /// on disk. (The fleet consumer stores each batch it reads this way.)
     pub async fn append_batch(&self, events: &[Event]) -> Result<(), LogError> {
+        self.append_batch_synced(events, true).await
+    }
+
+    /// [`RevocationLog::append_batch`], with the `sync_data` left to a later
+    /// [`RevocationLog::sync`] when `sync` is false (a replica catching up
+    /// with a long stream stores it without one fsync per read).
+    pub async fn append_batch_synced(&self, events: &[Event], sync: bool) -> Result<(), LogError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -219,7 +226,21 @@ impl RevocationLog {
         for ev in events {
             frames.extend_from_slice(&encode(ev, &self.shared.path)?);
         }
-        self.blocking(move |shared| shared.append(&frames)).await
+        self.blocking(move |shared| shared.append_maybe_synced(&frames, sync))
+            .await
+    }
+
+    /// Syncs what was appended without a sync.
+    pub async fn sync(&self) -> Result<(), LogError> {
+        self.blocking(|shared| {
+            let w = shared.lock()?;
+            w.file.sync_data().map_err(|source| LogError::Io {
+                path: shared.path.clone(),
+                op: "fsync",
+                source,
+            })
+        })
+        .await
     }
 
     /// Rewrites the log to hold `live`, plus whatever is appended while the
@@ -310,9 +331,16 @@ impl Shared {
     }
 
     fn append(&self, frame: &[u8]) -> Result<(), LogError> {
+        self.append_maybe_synced(frame, true)
+    }
+
+    fn append_maybe_synced(&self, frame: &[u8], sync: bool) -> Result<(), LogError> {
         let mut w = self.lock()?;
         let before = w.size;
-        let written = w.file.write_all(frame).and_then(|()| w.file.sync_data());
+        let written = w
+            .file
+            .write_all(frame)
+            .and_then(|()| if sync { w.file.sync_data() } else { Ok(()) });
         match written {
             Ok(()) => {
                 w.size = before + frame.len() as u64;
