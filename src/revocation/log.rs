@@ -386,20 +386,35 @@ impl Shared {
                 return Err(e);
             }
         };
+        // Copy what was appended during the rewrite without the lock, while
+        // there is much of it, so the locked step copies a few records only.
+        let copy_err = |source| {
+            let _ = fs::remove_file(&self.tmp);
+            LogError::Io {
+                path: self.tmp.clone(),
+                op: "copy records appended during compaction",
+                source,
+            }
+        };
+        let mut copied = mark;
+        let reader = File::open(&self.path).map_err(io_err(&self.path, "open"))?;
+        for _ in 0..4 {
+            let end = self.lock()?.size;
+            if end - copied <= UNLOCKED_COPY_BELOW {
+                break;
+            }
+            copy_tail(&reader, copied, end - copied, &mut new_file, false).map_err(copy_err)?;
+            copied = end;
+        }
+        if copied > mark {
+            new_file.sync_data().map_err(copy_err)?;
+        }
         pause();
         let mut w = self.lock()?;
-        let tail_len = w.size - mark;
-        if tail_len > 0 {
-            let copied = copy_tail(&w.file, mark, tail_len, &mut new_file);
-            if let Err(source) = copied {
-                let _ = fs::remove_file(&self.tmp);
-                return Err(LogError::Io {
-                    path: self.tmp.clone(),
-                    op: "copy records appended during compaction",
-                    source,
-                });
-            }
+        if w.size > copied {
+            copy_tail(&reader, copied, w.size - copied, &mut new_file, true).map_err(copy_err)?;
         }
+        let tail_len = w.size - mark;
         if let Err(source) = fs::rename(&self.tmp, &self.path) {
             let _ = fs::remove_file(&self.tmp);
             return Err(LogError::Io {
@@ -437,14 +452,17 @@ impl Shared {
     }
 }
 
-/// Appends `len` bytes of `from` starting at `at` to `to`, and syncs `to`.
-fn copy_tail(from: &File, at: u64, len: u64, to: &mut File) -> io::Result<()> {
+/// Appends `len` bytes of `from` starting at `at` to `to` (and syncs `to`).
+fn copy_tail(from: &File, at: u64, len: u64, to: &mut File, sync: bool) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len as usize];
     from.read_exact_at(&mut buf, at)?;
     to.write_all(&buf)?;
-    to.sync_data()
+    if sync { to.sync_data() } else { Ok(()) }
 }
+
+/// Appended bytes left for the locked step of a compaction, at most (roughly).
+const UNLOCKED_COPY_BELOW: u64 = 16 * 1024;
 
 /// One framed record.
 fn encode(ev: &Event, path: &Path) -> Result<Vec<u8>, LogError> {
