@@ -286,6 +286,21 @@ impl RevocationStream {
     ) {
         let mut last_id = String::from("0");
         let mut backoff = Duration::from_millis(50);
+        // Once caught up, what is read is stored in the copy by a task of its
+        // own (batches coalesced, one fsync each), so the next read never
+        // waits for a disk: propagation stays a Redis round trip.
+        let (copy_tx, mut copy_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Event>>();
+        let local = self.local.clone();
+        tokio::spawn(async move {
+            while let Some(mut batch) = copy_rx.recv().await {
+                while let Ok(more) = copy_rx.try_recv() {
+                    batch.extend(more);
+                }
+                if let Err(e) = local.append_batch(&batch).await {
+                    tracing::error!(error = %e, "revocation copy write failed");
+                }
+            }
+        });
         loop {
             if *stop.borrow() {
                 return;
@@ -385,9 +400,14 @@ impl RevocationStream {
                         }
                     }
                 }
-                // Synced per batch once caught up; while catching up, once at
-                // the end (one fsync per read made a 1M replay take 40 s).
-                if let Err(e) = self.local.append_batch_synced(&new, caught_up).await {
+                // Once caught up, by the copy task; while catching up, here,
+                // synced once at the end (one fsync per read made a 1M replay
+                // take 40 s).
+                if caught_up {
+                    if !new.is_empty() {
+                        let _ = copy_tx.send(new);
+                    }
+                } else if let Err(e) = self.local.append_batch_synced(&new, false).await {
                     // Applied in memory all the same; the copy only matters
                     // if Redis loses its data too.
                     tracing::error!(error = %e, "revocation copy write failed");
