@@ -623,6 +623,8 @@ async fn propagation_delay_across_two_replicas() {
     let opts = || Opts {
         keyring: Some(keyring.clone()),
         revocation: Some(fleet_section(&url, &key, "reject")),
+        // 600 OAuth calls from one address, faster than the default limit.
+        extra: "[oauth]\nrate_per_second = 100000.0\nrate_burst = 100000\n".into(),
         ..Default::default()
     };
     let a = Harness::start_with(opts()).await;

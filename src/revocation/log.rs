@@ -212,6 +212,13 @@ impl RevocationLog {
     /// Appends several records with one `sync_data`; returns once all are
     /// on disk. (The fleet consumer stores each batch it reads this way.)
     pub async fn append_batch(&self, events: &[Event]) -> Result<(), LogError> {
+        self.append_batch_synced(events, true).await
+    }
+
+    /// [`RevocationLog::append_batch`], with the `sync_data` left to a later
+    /// [`RevocationLog::sync`] when `sync` is false (a replica catching up
+    /// with a long stream stores it without one fsync per read).
+    pub async fn append_batch_synced(&self, events: &[Event], sync: bool) -> Result<(), LogError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -219,7 +226,21 @@ impl RevocationLog {
         for ev in events {
             frames.extend_from_slice(&encode(ev, &self.shared.path)?);
         }
-        self.blocking(move |shared| shared.append(&frames)).await
+        self.blocking(move |shared| shared.append_maybe_synced(&frames, sync))
+            .await
+    }
+
+    /// Syncs what was appended without a sync.
+    pub async fn sync(&self) -> Result<(), LogError> {
+        self.blocking(|shared| {
+            let w = shared.lock()?;
+            w.file.sync_data().map_err(|source| LogError::Io {
+                path: shared.path.clone(),
+                op: "fsync",
+                source,
+            })
+        })
+        .await
     }
 
     /// Rewrites the log to hold `live`, plus whatever is appended while the
@@ -310,9 +331,16 @@ impl Shared {
     }
 
     fn append(&self, frame: &[u8]) -> Result<(), LogError> {
+        self.append_maybe_synced(frame, true)
+    }
+
+    fn append_maybe_synced(&self, frame: &[u8], sync: bool) -> Result<(), LogError> {
         let mut w = self.lock()?;
         let before = w.size;
-        let written = w.file.write_all(frame).and_then(|()| w.file.sync_data());
+        let written = w
+            .file
+            .write_all(frame)
+            .and_then(|()| if sync { w.file.sync_data() } else { Ok(()) });
         match written {
             Ok(()) => {
                 w.size = before + frame.len() as u64;
@@ -358,20 +386,35 @@ impl Shared {
                 return Err(e);
             }
         };
+        // Copy what was appended during the rewrite without the lock, while
+        // there is much of it, so the locked step copies a few records only.
+        let copy_err = |source| {
+            let _ = fs::remove_file(&self.tmp);
+            LogError::Io {
+                path: self.tmp.clone(),
+                op: "copy records appended during compaction",
+                source,
+            }
+        };
+        let mut copied = mark;
+        let reader = File::open(&self.path).map_err(io_err(&self.path, "open"))?;
+        for _ in 0..4 {
+            let end = self.lock()?.size;
+            if end - copied <= UNLOCKED_COPY_BELOW {
+                break;
+            }
+            copy_tail(&reader, copied, end - copied, &mut new_file, false).map_err(copy_err)?;
+            copied = end;
+        }
+        if copied > mark {
+            new_file.sync_data().map_err(copy_err)?;
+        }
         pause();
         let mut w = self.lock()?;
-        let tail_len = w.size - mark;
-        if tail_len > 0 {
-            let copied = copy_tail(&w.file, mark, tail_len, &mut new_file);
-            if let Err(source) = copied {
-                let _ = fs::remove_file(&self.tmp);
-                return Err(LogError::Io {
-                    path: self.tmp.clone(),
-                    op: "copy records appended during compaction",
-                    source,
-                });
-            }
+        if w.size > copied {
+            copy_tail(&reader, copied, w.size - copied, &mut new_file, true).map_err(copy_err)?;
         }
+        let tail_len = w.size - mark;
         if let Err(source) = fs::rename(&self.tmp, &self.path) {
             let _ = fs::remove_file(&self.tmp);
             return Err(LogError::Io {
@@ -409,14 +452,17 @@ impl Shared {
     }
 }
 
-/// Appends `len` bytes of `from` starting at `at` to `to`, and syncs `to`.
-fn copy_tail(from: &File, at: u64, len: u64, to: &mut File) -> io::Result<()> {
+/// Appends `len` bytes of `from` starting at `at` to `to` (and syncs `to`).
+fn copy_tail(from: &File, at: u64, len: u64, to: &mut File, sync: bool) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len as usize];
     from.read_exact_at(&mut buf, at)?;
     to.write_all(&buf)?;
-    to.sync_data()
+    if sync { to.sync_data() } else { Ok(()) }
 }
+
+/// Appended bytes left for the locked step of a compaction, at most (roughly).
+const UNLOCKED_COPY_BELOW: u64 = 16 * 1024;
 
 /// One framed record.
 fn encode(ev: &Event, path: &Path) -> Result<Vec<u8>, LogError> {
