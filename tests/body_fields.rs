@@ -41,8 +41,8 @@ async fn each_update_field_needs_its_own_scope() {
             "",
         ),
         // A move: the field is allowed, the destination check still applies
-        // (no folder lies inside a file).
-        (&rename, r#"{"parent":{"id":"110"}}"#, 403, "item_rename"),
+        // (no folder lies inside a file); the challenge names the restriction.
+        (&rename, r#"{"parent":{"id":"110"}}"#, 403, "restriction"),
         (&rename, share_link, 403, "item_share"),
         (
             &rename,

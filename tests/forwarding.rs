@@ -870,9 +870,9 @@ async fn fields_that_widen_a_downscoped_token_are_taken_out() {
         .await;
     for (q, sent) in [
         ("fields=name,expiring_embed_link", "fields=name"),
-        ("fields=shared_link", "fields=id%2Ctype"),
-        ("fields=representations&limit=1", "fields=id%2Ctype&limit=1"),
-        ("fields=name,size", "fields=name%2Csize"),
+        ("fields=shared_link", "fields=id,type"),
+        ("fields=representations&limit=1", "fields=id,type&limit=1"),
+        ("fields=name,size", "fields=name,size"),
     ] {
         h.api.clear_recorded();
         let r = h.get(&format!("/2.0/files/1001?{q}"), &read).await;

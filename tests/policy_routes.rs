@@ -360,7 +360,7 @@ fn cases_for(p: &Policy, route: &Route) -> Vec<Case> {
             &scope,
             Some(resource(ItemKind::Folder, FOLDER)),
             canonical.clone(),
-            Expect::Refused,
+            Expect::Outside,
         )),
         (_, None) => unreachable!("only None rules name no object"),
     }

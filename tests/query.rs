@@ -177,18 +177,23 @@ fn query_cases() -> Vec<(&'static str, String, Want)> {
         q(
             "encoded name asking for shared_link",
             "f%69elds=shared_link",
-            Refused(403),
+            // Read as `fields`: the field the token may not see is taken out.
+            Forwarded("/2.0/files/1001?fields=id,type"),
         ),
         q(
             "all-encoded name asking for download_url",
             "%66ields=download_url",
-            Refused(403),
+            Forwarded("/2.0/files/1001?fields=id,type"),
         ),
-        q("encoded value", "fields=shared%5flink", Refused(403)),
+        q(
+            "encoded value",
+            "fields=shared%5flink",
+            Forwarded("/2.0/files/1001?fields=id,type"),
+        ),
         q(
             "plus-spaced list",
             "fields=name+,+shared_link",
-            Refused(403),
+            Forwarded("/2.0/files/1001?fields=name"),
         ),
     ]
 }
@@ -618,13 +623,18 @@ async fn smuggling_framing_is_refused_wherever_it_comes_on_a_connection() {
                 pipelined,
             )
             .await;
-            // The smuggler is refused and the connection closed after it.
+            // A body on this GET route is refused (400) but read to its end,
+            // so the next request is read where it starts; the smuggler is
+            // refused and the connection closed after it.
+            let with_body = first != &plain;
+            let first_status = if with_body { 400 } else { 200 };
             assert_eq!(
                 got,
-                [200, 200, 400],
+                [first_status, 200, 400],
                 "pipelined {pipelined}, first {first:?}"
             );
-            assert_eq!(h.upstream_paths(), [FILE, FILE], "pipelined {pipelined}");
+            let forwarded: &[&str] = if with_body { &[FILE] } else { &[FILE, FILE] };
+            assert_eq!(h.upstream_paths(), forwarded, "pipelined {pipelined}");
         }
     }
     h.stop().await;

@@ -850,6 +850,10 @@ async fn fleet(
 ) -> Option<(Proc, Proc, String, String, tokio::sync::oneshot::Sender<()>)> {
     let url = redis_url()?;
     let key = stream_key("ssf");
+    // A new fleet's stream is declared complete once (`scopegate fleet-init`).
+    scopegate::revocation::epoch::init_fleet(&url, &key)
+        .await
+        .expect("fleet-init");
     let (_api, addr, stop) = start_api().await;
     let keyring = scopegate::token::Keyring::generate_toml("ssf");
     let mut procs = Vec::new();

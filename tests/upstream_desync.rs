@@ -20,9 +20,9 @@ use tokio::net::TcpListener;
 /// forged answer names `forged` instead, which no client asks for.
 fn answer(id: &str, n: usize) -> (Vec<u8>, bool) {
     let body = format!("{{\"id\":\"{id}\"}}");
-    let forged = "HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n{\"id\":\"forged\"}";
+    let forged = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{\"id\":\"forged\"}";
     let clean = format!(
-        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     let (text, close) = match n % 6 {
@@ -32,7 +32,7 @@ fn answer(id: &str, n: usize) -> (Vec<u8>, bool) {
         // Chunked, with a forged answer after the last chunk.
         2 => (
             format!(
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n{forged}",
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n{forged}",
                 body.len()
             ),
             false,
@@ -42,7 +42,7 @@ fn answer(id: &str, n: usize) -> (Vec<u8>, bool) {
         // Says close, then keeps talking.
         4 => (
             format!(
-                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}{forged}",
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}{forged}",
                 body.len()
             ),
             false,
@@ -50,7 +50,7 @@ fn answer(id: &str, n: usize) -> (Vec<u8>, bool) {
         // Promises more than it sends, then closes.
         _ => (
             format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len() + 10
             ),
             true,
@@ -87,7 +87,7 @@ async fn hostile_upstream() -> std::net::SocketAddr {
                     let (out, close) = match path.strip_prefix("/2.0/files/") {
                         Some(id) => answer(id, count.fetch_add(1, Ordering::SeqCst)),
                         None => (
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n{\"id\":\"me\"}"
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"id\":\"me\"}"
                                 .to_vec(),
                             false,
                         ),
