@@ -117,11 +117,8 @@ async fn revocations(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         Ok(ev) => ev,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    match gw
-        .revocations
-        .revoke(ev.clone(), &gw.grants, &gw.metrics)
-        .await
-    {
+    gw.grants.evict(&ev).await;
+    match gw.revocations.revoke(ev.clone(), &gw.metrics).await {
         Ok(()) => {
             let ev_json: serde_json::Value =
                 serde_json::from_str(&ev.to_json()).unwrap_or_default();

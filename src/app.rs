@@ -127,8 +127,9 @@ fn ssf_receiver(gw: &Arc<Gateway>, cfg: crate::ssf::SsfConfig) -> crate::ssf::Re
         let weak = weak.clone();
         Box::pin(async move {
             let gw = weak.upgrade().ok_or("the gateway is shutting down")?;
+            gw.grants.evict(&ev).await;
             gw.revocations
-                .revoke(ev, &gw.grants, &gw.metrics)
+                .revoke(ev, &gw.metrics)
                 .await
                 .map_err(|e| e.to_string())
         })

@@ -311,7 +311,7 @@ pub struct Upstream {
     pub timeout: Duration,
     /// Extra CA certificates (PEM) trusted for HTTPS upstreams.
     pub ca_bundle: Option<PathBuf>,
-    /// How connections to the upstream are kept (see `crate::upstream::pool`).
+    /// How connections to the upstream are kept (see the upstream pool).
     pub pool: UpstreamPool,
 }
 
@@ -419,7 +419,7 @@ pub struct Config {
     /// Largest JSON body read to find a route's object; default 1 MiB.
     pub json_body_limit: usize,
     /// Largest JSON answer rewritten for a downscoped token (see
-    /// `crate::answer`), bytes; default 8 MiB. A larger one is a 502.
+    /// the `answer` module), bytes; default 8 MiB. A larger one is a 502.
     pub answer_json_limit: usize,
     /// Grant cache capacity in entries; default 1,000,000.
     pub grant_cache_entries: u64,

@@ -95,7 +95,7 @@ pub struct Gateway {
     /// mode, the stream is live); `/readyz` reports it.
     ready: AtomicBool,
     request_ids: RequestIds,
-    /// The Shared Signals receiver, set once by `crate::app::build` when
+    /// The Shared Signals receiver, set once by the assembly (`app::build`) when
     /// `[ssf]` is configured; its push path is served here.
     pub ssf: std::sync::OnceLock<Arc<crate::ssf::Receiver>>,
     /// Rate limits and the live-parent cache of `/oauth2/*`.

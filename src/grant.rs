@@ -391,6 +391,17 @@ impl Grants {
         }
     }
 
+    /// Drops the cached grant of a revoked token. Broader revocations (family,
+    /// subject, cut-off) leave the cache alone: every request checks the
+    /// revocation state, and applying any event moves the state's generation,
+    /// so each cached grant does the full lookup once more and the ones covered
+    /// are refused; the others keep their cache entry.
+    pub async fn evict(&self, ev: &crate::revocation::Event) {
+        if let crate::revocation::Target::Token(h) = &ev.target {
+            self.forget(h).await;
+        }
+    }
+
     /// Drops one token's cached grant (after its revocation).
     pub async fn forget(&self, token_hash: &Digest) {
         self.minted.map.remove(token_hash);

@@ -66,7 +66,7 @@ pub enum ObjectRule {
     /// the restriction (search bounded by `ancestor_folder_ids`).
     Query { kind: ItemKind, param: String },
     /// The n-th path parameter is a chunked upload session id; the object
-    /// is the item the session was opened for ([`crate::upload_session`]).
+    /// is the item the session was opened for (the `upload_session` module).
     UploadSession { param: usize },
 }
 

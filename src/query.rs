@@ -1,7 +1,7 @@
 //! The query string, read one way only, and written back one way only.
 //!
 //! A query names capabilities (`fields`, `access_token`) and objects
-//! (`ancestor_folder_ids`), so the rule of [`crate::target`] holds here too:
+//! (`ancestor_folder_ids`), so the rule of the `target` module holds here too:
 //! what the gateway checks and what the upstream reads must be the same
 //! pairs. The query is therefore parsed once into name/value pairs, anything
 //! two common parsers could read differently is refused, and what is
@@ -43,7 +43,7 @@ use std::borrow::Cow;
 /// Names the gateway itself reads, so they must mean one thing to both
 /// sides: the fields an answer may hold, the token in a URL, the folders a
 /// search is bounded to. A policy may read only these (see
-/// [`crate::policy`]).
+/// the policy).
 pub const RESERVED: &[&str] = &["access_token", "ancestor_folder_ids", "fields"];
 
 /// Why a query was refused. Each maps to a 400 with this text.

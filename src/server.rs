@@ -148,7 +148,7 @@ pub async fn run(
             gw.metrics.clone(),
             move |ev| {
                 // Eviction is memory hygiene: the state check refuses revoked tokens anyway.
-                // Broader events leave the cache alone (see `revocation::service::evict`).
+                // Broader events leave the cache alone (see `Grants::evict`).
                 if let crate::revocation::Target::Token(h) = &ev.target {
                     let h = *h;
                     let g = g.clone();

@@ -44,7 +44,7 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
     /// The subject's login (Box: the `login` of `GET /users/me`), when
-    /// known: identity providers name users by it (`crate::ssf`).
+    /// known: identity providers name users by it (the `ssf` receiver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lg: Option<String>,
     pub iat: u64,

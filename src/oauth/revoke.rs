@@ -194,13 +194,11 @@ async fn revoke_inner(gw: &Gateway, raw: &[u8], peer: IpAddr) -> Result<&'static
         keep_until,
         source: Source::Api,
     };
-    gw.revocations
-        .revoke(ev, &gw.grants, &gw.metrics)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "revocation could not be made durable");
-            OAuthError::unavailable("the revocation could not be stored; retry")
-        })?;
+    gw.grants.evict(&ev).await;
+    gw.revocations.revoke(ev, &gw.metrics).await.map_err(|e| {
+        tracing::error!(error = %e, "revocation could not be made durable");
+        OAuthError::unavailable("the revocation could not be stored; retry")
+    })?;
     if is_parent {
         pass_on(gw, raw).await;
     }

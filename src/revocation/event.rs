@@ -54,7 +54,7 @@ pub enum Source {
     Admin,
     /// Another system appending to the shared stream.
     External,
-    /// An identity provider's Security Event Token (`crate::ssf`).
+    /// An identity provider's Security Event Token (the `ssf` receiver).
     Ssf,
 }
 

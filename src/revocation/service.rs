@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::stream::{RevocationStream, StreamError};
-use super::{Event, LogError, Replay, RevocationLog, RevocationState, Target};
-use crate::grant::Grants;
+use super::{Event, LogError, Replay, RevocationLog, RevocationState};
 use crate::metrics::Metrics;
 
 /// Where revocations are made durable.
@@ -136,16 +135,11 @@ impl Revocations {
         &self.state
     }
 
-    /// Applies, makes durable, and evicts cached grants. Returns once the
-    /// event is synced to disk or accepted by the stream.
-    pub async fn revoke(
-        &self,
-        ev: Event,
-        grants: &Grants,
-        metrics: &Metrics,
-    ) -> Result<(), SinkError> {
+    /// Applies and makes durable. Returns once the event is synced to disk
+    /// or accepted by the stream. The caller drops the cached grant of a
+    /// revoked token (`Grants::evict`); the state alone already refuses it.
+    pub async fn revoke(&self, ev: Event, metrics: &Metrics) -> Result<(), SinkError> {
         self.state.apply(&ev);
-        evict(&ev, grants).await;
         match &self.sink {
             Sink::Log(log) => log.append(&ev).await?,
             Sink::Stream(s) => s.publish(&ev).await?,
@@ -208,16 +202,5 @@ impl Revocations {
                 _ = shutdown.changed() => return,
             }
         }
-    }
-}
-
-/// Drops the cached grant of a revoked token. Broader revocations (family,
-/// subject, cut-off) leave the cache alone: every request checks the
-/// revocation state, and applying any event moves the state's generation,
-/// so each cached grant does the full lookup once more and the ones covered
-/// are refused; the others keep their cache entry.
-pub async fn evict(ev: &Event, grants: &Grants) {
-    if let Target::Token(h) = &ev.target {
-        grants.forget(h).await;
     }
 }
