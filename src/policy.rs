@@ -541,28 +541,12 @@ impl Policy {
                     route.template
                 ));
             }
-            if let Some((_, other)) = node.tail.iter().find(|(m, _)| *m == route.method) {
-                return Err(format!(
-                    "`{} {}` overlaps route `{}` ({})",
-                    route.method,
-                    route.template,
-                    self.routes[*other].name,
-                    self.routes[*other].template
-                ));
-            }
+            same_method(&node.tail, &route, &self.routes)?;
             node.tail.push((route.method.clone(), idx));
             self.routes.push(route);
             return Ok(());
         }
-        if let Some((_, other)) = node.methods.iter().find(|(m, _)| *m == route.method) {
-            return Err(format!(
-                "`{} {}` overlaps route `{}` ({})",
-                route.method,
-                route.template,
-                self.routes[*other].name,
-                self.routes[*other].template
-            ));
-        }
+        same_method(&node.methods, &route, &self.routes)?;
         node.methods.push((route.method.clone(), idx));
         self.routes.push(route);
         Ok(())
@@ -688,6 +672,18 @@ fn compile_fields(
             "only a route with a JSON body (body = \"json\") takes `fields`".into(),
         )]),
         (_, None) => Ok(None),
+    }
+}
+
+/// Two routes of one shape (a trie node, or its tail) and one method are a
+/// start-up error.
+fn same_method(slot: &[(Method, usize)], route: &Route, routes: &[Route]) -> Result<(), String> {
+    match slot.iter().find(|(m, _)| *m == route.method) {
+        Some((_, other)) => Err(format!(
+            "`{} {}` overlaps route `{}` ({})",
+            route.method, route.template, routes[*other].name, routes[*other].template
+        )),
+        None => Ok(()),
     }
 }
 
